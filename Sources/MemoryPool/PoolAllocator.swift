@@ -1,0 +1,288 @@
+/// The seed's buddy-like pool allocator (hcsshim `internal/memory`), deciding
+/// exactly what it decides without scanning.
+///
+/// The 4 GiB device is a tree. The root is one class-6 region; splitting a
+/// class-`k` region makes four class-`k-1` regions at offsets
+/// `o + i * size(k-1)`, down to 1 MiB regions of class 0:
+///
+///     class 6  [                       4 GiB @0                        ]
+///     class 5  [ 1 GiB @0  ][ 1 GiB @1G ][ 1 GiB @2G ][ 1 GiB @3G ]
+///     class 4  [256M][256M][256M][256M] ...
+///      ...
+///     class 0  4096 regions of 1 MiB
+///
+/// Every node that exists is in one of three states: free, allocated
+/// (handed out whole), or split (its four children exist). Each state is a
+/// bitmap per class, slot `i` of class `k` being the region at offset
+/// `i * size(k)`. The tree is always canonical: a node is split exactly when
+/// an allocated region lies below it, because `release` merges four free
+/// buddies back into their parent.
+///
+/// Allocation takes the smallest class with a free region and, in it, the
+/// lowest free slot: a find-first-set on a summary word (one bit per non-empty
+/// bitmap word), then on that word. Nothing is allocated on the heap after
+/// `init`.
+public struct PoolAllocator: Sendable {
+    /// The size of the device: one class-6 region.
+    public static let capacity: UInt64 = 4 * GiB
+
+    /// Bitmap words per class: class 0 has 4096 slots in 64 words, class 1
+    /// 1024 in 16, class 2 256 in 4, and classes 3 to 6 fit in one word each.
+    private static let wordCount = 64 + 16 + 4 + 1 + 1 + 1 + 1
+
+    private var free: [UInt64]
+    private var allocated: [UInt64]
+    private var split: [UInt64]
+    /// Per class, bit `w` is set when word `w` of the class's free bitmap is non-zero.
+    private var freeWords: [UInt64]
+    private var freeCount: [Int]
+    private var allocatedCount: [Int]
+    private var splitCount: [Int]
+
+    /// Makes a pool with one free 4 GiB region at offset 0.
+    public init() {
+        free = Array(repeating: 0, count: Self.wordCount)
+        allocated = Array(repeating: 0, count: Self.wordCount)
+        split = Array(repeating: 0, count: Self.wordCount)
+        freeWords = Array(repeating: 0, count: MemoryClass.count)
+        freeCount = Array(repeating: 0, count: MemoryClass.count)
+        allocatedCount = Array(repeating: 0, count: MemoryClass.count)
+        splitCount = Array(repeating: 0, count: MemoryClass.count)
+        setFree(6, 0)
+    }
+
+    /// Hands out a whole region of the smallest class that holds `size` bytes,
+    /// at the lowest free offset of the smallest class that has one.
+    public mutating func allocate(size: UInt64) throws(PoolError) -> Region {
+        let wanted = memoryClass(for: size)
+        guard wanted.isValid else { throw .invalidMemoryClass }
+        var k = wanted.rawValue
+        while k < MemoryClass.count && freeWords[k] == 0 {
+            k += 1
+        }
+        guard k < MemoryClass.count else { throw .notEnoughSpace }
+        let word = freeWords[k].trailingZeroBitCount
+        var slot = word << 6 | free[Self.base(k) + word].trailingZeroBitCount
+        clearFree(k, slot)
+        while k > wanted.rawValue {
+            setSplit(k, slot)
+            k -= 1
+            slot <<= 2
+            setFree(k, buddiesOf: slot)
+        }
+        setAllocated(k, slot)
+        return Region(offset: Self.offset(k, slot), memoryClass: wanted)
+    }
+
+    /// Gives back the region that starts at `offset`, merging four free
+    /// buddies into their parent, up the tree.
+    @discardableResult
+    public mutating func release(offset: UInt64) throws(PoolError) -> Region {
+        guard let (found, foundSlot) = allocatedNode(at: offset) else { throw .notAllocated }
+        var k = found
+        var slot = foundSlot
+        clearAllocated(k, slot)
+        setFree(k, slot)
+        while k < MemoryClass.largest.rawValue {
+            let first = slot & ~3
+            let index = Self.base(k) + first >> 6
+            let buddies: UInt64 = 0xF << UInt64(first & 63)
+            guard free[index] & buddies == buddies else { break }
+            free[index] &= ~buddies
+            if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(first >> 6)) }
+            freeCount[k] -= 4
+            k += 1
+            slot >>= 2
+            clearSplit(k, slot)
+            setFree(k, slot)
+        }
+        return Region(offset: offset, memoryClass: MemoryClass(rawValue: found))
+    }
+
+    /// Marks one aligned region allocated, splitting its ancestors as needed;
+    /// used to rebuild a pool from saved state. Changes nothing when it throws.
+    public mutating func restore(offset: UInt64, memoryClass: MemoryClass) throws(RestoreError) {
+        guard memoryClass.isValid else { throw .invalidMemoryClass(memoryClass) }
+        guard offset % memoryClass.validSize == 0 else {
+            throw .misaligned(offset: offset, memoryClass: memoryClass)
+        }
+        guard offset < Self.capacity else { throw .outOfRange(offset: offset, memoryClass: memoryClass) }
+        let target = memoryClass.rawValue
+        // Walk down from the root through split nodes to the first free node.
+        var k = MemoryClass.largest.rawValue
+        var slot = 0
+        while k > target && isSet(split, k, slot) {
+            k -= 1
+            slot = Self.slot(k, offset)
+        }
+        guard isSet(free, k, slot) else { throw .overlaps(offset: offset, memoryClass: memoryClass) }
+        clearFree(k, slot)
+        while k > target {
+            setSplit(k, slot)
+            k -= 1
+            let child = Self.slot(k, offset)
+            setFree(k, buddiesOf: child)
+            slot = child
+        }
+        setAllocated(k, slot)
+    }
+
+    /// The allocated region that starts at `offset`, if there is one.
+    public func region(at offset: UInt64) -> Region? {
+        allocatedNode(at: offset).map { Region(offset: offset, memoryClass: MemoryClass(rawValue: $0.class)) }
+    }
+
+    /// Every allocated region, in offset order.
+    public var regions: [Region] {
+        var result: [Region] = []
+        result.reserveCapacity(allocatedCount.reduce(0, +))
+        collect(MemoryClass.largest.rawValue, 0, into: &result)
+        return result
+    }
+
+    /// Depth-first walk: children in offset order below each split node.
+    private func collect(_ k: Int, _ slot: Int, into result: inout [Region]) {
+        if isSet(allocated, k, slot) {
+            result.append(Region(offset: Self.offset(k, slot), memoryClass: MemoryClass(rawValue: k)))
+        } else if k > 0 && isSet(split, k, slot) {
+            for child in slot << 2..<(slot << 2 + 4) {
+                collect(k - 1, child, into: &result)
+            }
+        }
+    }
+
+    /// The class and slot of the allocated node that starts at `offset`.
+    private func allocatedNode(at offset: UInt64) -> (class: Int, slot: Int)? {
+        guard offset < Self.capacity, offset % MiB == 0 else { return nil }
+        for k in 0..<MemoryClass.count {
+            guard offset % MemoryClass(rawValue: k).validSize == 0 else { return nil }
+            let slot = Self.slot(k, offset)
+            if isSet(allocated, k, slot) { return (k, slot) }
+        }
+        return nil
+    }
+}
+
+// MARK: - Bitmaps
+
+extension PoolAllocator {
+    /// Index of the first word of class `k` in each bitmap.
+    @inline(__always)
+    private static func base(_ k: Int) -> Int {
+        switch k {
+        case 0: 0
+        case 1: 64
+        case 2: 80
+        default: 81 + k  // classes 3, 4, 5 and 6 own words 84, 85, 86 and 87
+        }
+    }
+
+    @inline(__always)
+    private static func slot(_ k: Int, _ offset: UInt64) -> Int {
+        Int(truncatingIfNeeded: offset >> UInt64(20 + 2 * k))
+    }
+
+    @inline(__always)
+    private static func offset(_ k: Int, _ slot: Int) -> UInt64 {
+        UInt64(slot) << UInt64(20 + 2 * k)
+    }
+
+    @inline(__always)
+    private func isSet(_ bitmap: [UInt64], _ k: Int, _ slot: Int) -> Bool {
+        bitmap[Self.base(k) + slot >> 6] & (1 << UInt64(slot & 63)) != 0
+    }
+
+    @inline(__always)
+    private mutating func setFree(_ k: Int, _ slot: Int) {
+        free[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
+        freeWords[k] |= 1 << UInt64(slot >> 6)
+        freeCount[k] += 1
+    }
+
+    /// Marks the three buddies of `slot` free (the four children of a node
+    /// just split, but the one that goes on down).
+    @inline(__always)
+    private mutating func setFree(_ k: Int, buddiesOf slot: Int) {
+        let first = slot & ~3
+        free[Self.base(k) + first >> 6] |= (0xF & ~(1 << UInt64(slot & 3))) << UInt64(first & 63)
+        freeWords[k] |= 1 << UInt64(first >> 6)
+        freeCount[k] += 3
+    }
+
+    @inline(__always)
+    private mutating func clearFree(_ k: Int, _ slot: Int) {
+        let index = Self.base(k) + slot >> 6
+        free[index] &= ~(1 << UInt64(slot & 63))
+        if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(slot >> 6)) }
+        freeCount[k] -= 1
+    }
+
+    @inline(__always)
+    private mutating func setAllocated(_ k: Int, _ slot: Int) {
+        allocated[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
+        allocatedCount[k] += 1
+    }
+
+    @inline(__always)
+    private mutating func clearAllocated(_ k: Int, _ slot: Int) {
+        allocated[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
+        allocatedCount[k] -= 1
+    }
+
+    @inline(__always)
+    private mutating func setSplit(_ k: Int, _ slot: Int) {
+        split[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
+        splitCount[k] += 1
+    }
+
+    @inline(__always)
+    private mutating func clearSplit(_ k: Int, _ slot: Int) {
+        split[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
+        splitCount[k] -= 1
+    }
+}
+
+// MARK: - Statistics
+
+extension PoolAllocator {
+    /// How many regions of one class are free, handed out, and split.
+    public struct ClassCounts: Hashable, Sendable {
+        public let memoryClass: MemoryClass
+        public let free: Int
+        public let allocated: Int
+        public let split: Int
+        /// The size of a region of this class, in bytes.
+        public var size: UInt64 { memoryClass.validSize }
+    }
+
+    /// Free, allocated and split counts of every class, smallest class first.
+    public var classCounts: [ClassCounts] {
+        MemoryClass.all.map {
+            ClassCounts(
+                memoryClass: $0,
+                free: freeCount[$0.rawValue],
+                allocated: allocatedCount[$0.rawValue],
+                split: splitCount[$0.rawValue]
+            )
+        }
+    }
+
+    /// Bytes handed out.
+    public var usedBytes: UInt64 {
+        MemoryClass.all.reduce(0) { $0 + UInt64(allocatedCount[$1.rawValue]) * $1.validSize }
+    }
+
+    /// Bytes not handed out (possibly too fragmented to allocate in one piece).
+    public var freeBytes: UInt64 { Self.capacity - usedBytes }
+
+    /// How many regions are allocated.
+    public var regionCount: Int { allocatedCount.reduce(0, +) }
+
+    /// The size of the largest region that can be allocated now; 0 when full.
+    public var largestFree: UInt64 {
+        for k in MemoryClass.all.reversed() where freeWords[k.rawValue] != 0 {
+            return k.validSize
+        }
+        return 0
+    }
+}

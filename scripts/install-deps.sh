@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need when it is missing:
+# libmicrohttpd-dev through apt-get, Python tools into .build/venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! pkg-config --exists libmicrohttpd 2>/dev/null; then
+    echo "== installing libmicrohttpd-dev"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libmicrohttpd-dev pkg-config curl >/dev/null
+fi
+
+venv=.build/venv
+if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/requirements.txt "$venv/requirements.txt"; then
+    echo "== installing Python tools into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+    cp scripts/requirements.txt "$venv/requirements.txt"
+fi

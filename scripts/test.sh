@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test of regiond: what `make test` and CI run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== swift test"
+log=.build/swift-test.log
+if ! swift test >"$log" 2>&1; then
+    grep -v '^\[' "$log" | tail -80
+    echo "swift test failed (full log: $log)"
+    exit 1
+fi
+grep -E '^(✔|✘) (Test run|Suite)|Executed [0-9]+ tests' "$log"
