@@ -11,6 +11,11 @@ let package = Package(
     name: "regiond",
     products: [
         .library(name: "MemoryPool", targets: ["MemoryPool"]),
+        .executable(name: "regiond", targets: ["regiond"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .target(
@@ -18,9 +23,38 @@ let package = Package(
             dependencies: [],
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .target(
+            name: "RegionServer",
+            dependencies: [
+                "MemoryPool",
+                "CMicroHTTPD",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.embedInCode("openapi.yaml")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "regiond",
+            dependencies: [
+                "RegionServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MemoryPoolTests",
             dependencies: ["MemoryPool"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RegionServerTests",
+            dependencies: ["RegionServer", "regiond"],
             swiftSettings: swiftSettings
         ),
     ],

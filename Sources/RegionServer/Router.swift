@@ -1,0 +1,90 @@
+/// Routes requests by path template and method, and turns every thrown
+/// ``HTTPError`` into its problem-details response, in one place.
+public struct Router: Sendable {
+    /// Delivers a handler's response; called exactly once per request.
+    public typealias Respond = @Sendable (Response) -> Void
+    /// Answers a request, now or later (after the journal has the change on disk).
+    public typealias Handler = @Sendable (Request, Parameters, @escaping Respond) throws(HTTPError) -> Void
+
+    /// Path parameters by name, such as `offset` in `/regions/{offset}`.
+    public typealias Parameters = [String: String]
+
+    private struct Route: Sendable {
+        let template: String
+        /// The template's segments; `{name}` segments capture.
+        let segments: [Substring]
+        var methods: [(method: String, handler: Handler)]
+    }
+
+    private var routes: [Route] = []
+    /// Runs before routing; throws to refuse the request (the bearer token).
+    public var guardRequest: @Sendable (Request) throws(HTTPError) -> Void = { _ in }
+
+    /// Makes an empty router.
+    public init() {}
+
+    /// Adds a handler that may answer later.
+    public mutating func on(_ method: String, _ template: String, _ handler: @escaping Handler) {
+        if let index = routes.firstIndex(where: { $0.template == template }) {
+            routes[index].methods.append((method, handler))
+        } else {
+            let segments = template.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            routes.append(Route(template: template, segments: Array(segments), methods: [(method, handler)]))
+        }
+    }
+
+    /// Adds a handler that answers at once.
+    public mutating func on(
+        _ method: String,
+        _ template: String,
+        now handler: @escaping @Sendable (Request, Parameters) throws(HTTPError) -> Response
+    ) {
+        on(method, template) { (request, parameters, respond) throws(HTTPError) in
+            respond(try handler(request, parameters))
+        }
+    }
+
+    /// Every route as `METHOD /template`, in the order they were added.
+    public var routeTable: [String] {
+        routes.flatMap { route in route.methods.map { "\($0.method) \(route.template)" } }
+    }
+
+    /// Answers `request` through `respond`, exactly once.
+    public func handle(_ request: Request, respond: @escaping Respond) {
+        do throws(HTTPError) {
+            try guardRequest(request)
+            guard let (route, parameters) = match(request.path) else {
+                throw HTTPError(404, "not_found", "no route for \(request.path)")
+            }
+            guard let handler = route.methods.first(where: { $0.method == request.method })?.handler else {
+                var error = HTTPError(
+                    405, "method_not_allowed", "\(request.method) is not allowed on \(route.template)")
+                error.headers = [("Allow", route.methods.map(\.method).joined(separator: ", "))]
+                throw error
+            }
+            try handler(request, parameters, respond)
+        } catch {
+            respond(error.response)
+        }
+    }
+
+    private func match(_ path: String) -> (Route, Parameters)? {
+        guard path.first == "/" else { return nil }
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        for route in routes where route.segments.count == segments.count {
+            var parameters: Parameters = [:]
+            var matched = true
+            for (pattern, segment) in zip(route.segments, segments) {
+                if pattern.first == "{" {
+                    guard !segment.isEmpty else { matched = false; break }
+                    parameters[String(pattern.dropFirst().dropLast())] = String(segment)
+                } else if pattern != segment {
+                    matched = false
+                    break
+                }
+            }
+            if matched { return (route, parameters) }
+        }
+        return nil
+    }
+}
