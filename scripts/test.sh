@@ -13,3 +13,11 @@ if ! swift test >"$log" 2>&1; then
     exit 1
 fi
 grep -E '^(✔|✘) (Test run|Suite)|Executed [0-9]+ tests' "$log"
+
+echo "== openapi.yaml against the router"
+"$(swift build --show-bin-path)/regiond" --print-routes | .build/venv/bin/python scripts/check-openapi.py
+
+echo "== Dockerfile"
+.build/venv/bin/hadolint Dockerfile
+scripts/check-healthcheck.sh
+scripts/check-docker-binary.sh

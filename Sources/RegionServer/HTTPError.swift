@@ -36,11 +36,13 @@ public struct HTTPError: Error, Sendable {
     public var response: Response {
         let problem = Problem(
             title: Self.reason(status), status: status, detail: detail, code: code, largestFree: largestFree)
-        return Response(
+        var response = Response(
             status: status,
             headers: [("Content-Type", "application/problem+json")] + headers,
             body: JSON.encode(problem)
         )
+        response.problemCode = code
+        return response
     }
 
     /// The reason phrase of a status code, used as the problem's title.

@@ -3,13 +3,55 @@ internal import MemoryPool
 
 /// The routes of DESIGN §2 over one ``RegionService``.
 public enum RegionAPI {
-    /// Makes the router; `logger` gets a warning for every failed request.
-    public static func router(service: RegionService, logger: Logger) -> Router {
+    /// Routes that answer without the bearer token: the probes.
+    static let openRoutes: Set<String> = ["/livez", "/healthz", "/readyz"]
+
+    /// Makes the router. With a `token`, every route but the probes needs
+    /// `Authorization: Bearer <token>`. `logger` gets a warning for every
+    /// failed request, `metrics` counts them all.
+    public static func router(
+        service: RegionService, metrics: RegionMetrics, logger: Logger, token: String? = nil
+    ) -> Router {
         var router = Router()
+        if let token {
+            let expected = Array("Bearer \(token)".utf8)
+            router.guardRequest = { (request) throws(HTTPError) in
+                guard !openRoutes.contains(request.path) else { return }
+                guard let given = request.header("Authorization"), constantTimeEquals(Array(given.utf8), expected) else {
+                    var error = HTTPError(401, "unauthorized", "a valid bearer token is required")
+                    error.headers = [("WWW-Authenticate", "Bearer")]
+                    throw error
+                }
+            }
+        }
+        router.observe = { request, route, response, started in
+            metrics.recordRequest(
+                route: route, method: request.method, status: response.status, duration: ContinuousClock.now - started)
+            if let code = response.problemCode {
+                logger.warning(
+                    "request failed",
+                    metadata: ["method": "\(request.method)", "route": "\(route)", "status": "\(response.status)", "code": "\(code)"])
+            }
+        }
         router.on("POST", "/regions") { (request, _, respond) throws(HTTPError) in
-            let body = try decodeAllocation(request.body)
-            let key = try idempotencyKey(request)
+            let body: AllocateBody
+            let key: String?
+            do throws(HTTPError) {
+                body = try decodeAllocation(request.body)
+                key = try idempotencyKey(request)
+            } catch {
+                metrics.recordAllocationFailure(reason: error.code)
+                throw error
+            }
             service.allocate(size: body.size, label: body.label, key: key) { result in
+                switch result {
+                case .success(.created):
+                    metrics.recordAllocation()
+                case .success(.replayed):
+                    break
+                case .failure(let error):
+                    metrics.recordAllocationFailure(reason: error.code)
+                }
                 switch result {
                 case .success(.created(let region)):
                     respond(JSON.response(201, RegionBody(region), headers: [("Location", "/regions/\(region.offset)")]))
@@ -46,6 +88,11 @@ public enum RegionAPI {
             guard service.isReady else { throw HTTPError(503, "not_ready", "the state is not loaded or not writable") }
             return JSON.response(200, StatusBody(status: "ok"))
         })
+        router.on("GET", "/metrics", now: { _, _ in
+            Response(
+                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                body: metrics.exposition(pool: service.poolSnapshot))
+        })
         router.on("GET", "/openapi.yaml", now: { _, _ in
             Response(status: 200, headers: [("Content-Type", "application/yaml")], body: PackageResources.openapi_yaml)
         })
@@ -76,6 +123,16 @@ public enum RegionAPI {
             throw HTTPError(400, "invalid_request", "Idempotency-Key must be 1 to 255 visible ASCII characters")
         }
         return key
+    }
+
+    /// Compares without stopping at the first difference, so the time taken
+    /// tells nothing about how much of a guessed token was right.
+    static func constantTimeEquals(_ given: [UInt8], _ expected: [UInt8]) -> Bool {
+        var difference = UInt8(given.count == expected.count ? 0 : 1)
+        for index in expected.indices {
+            difference |= expected[index] ^ (index < given.count ? given[index] : 0)
+        }
+        return difference == 0
     }
 
     /// A plain decimal UInt64: digits only, no sign, no spaces.

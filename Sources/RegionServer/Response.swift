@@ -6,6 +6,8 @@ public struct Response: Sendable {
     public var headers: [(name: String, value: String)]
     /// The body bytes.
     public var body: [UInt8]
+    /// The problem's `code` when this response carries an ``HTTPError``, for logs and metrics.
+    public var problemCode: String?
 
     /// Makes a response.
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {

@@ -20,6 +20,12 @@ public struct Router: Sendable {
     /// Runs before routing; throws to refuse the request (the bearer token).
     public var guardRequest: @Sendable (Request) throws(HTTPError) -> Void = { _ in }
 
+    /// Sees every response with the route template it matched (`unmatched`
+    /// when none did) and when the request started: metrics and logs.
+    public var observe: @Sendable (Request, _ route: String, Response, _ started: ContinuousClock.Instant) -> Void = {
+        _, _, _, _ in
+    }
+
     /// Makes an empty router.
     public init() {}
 
@@ -51,9 +57,16 @@ public struct Router: Sendable {
 
     /// Answers `request` through `respond`, exactly once.
     public func handle(_ request: Request, respond: @escaping Respond) {
+        let started = ContinuousClock.now
+        let matched = match(request.path)
+        let observe = self.observe
+        let respond: Respond = { response in
+            observe(request, matched?.0.template ?? "unmatched", response, started)
+            respond(response)
+        }
         do throws(HTTPError) {
             try guardRequest(request)
-            guard let (route, parameters) = match(request.path) else {
+            guard let (route, parameters) = matched else {
                 throw HTTPError(404, "not_found", "no route for \(request.path)")
             }
             guard let handler = route.methods.first(where: { $0.method == request.method })?.handler else {

@@ -64,6 +64,23 @@ struct Regiond: ParsableCommand {
         }
     }
 
+    /// The token in `path`, without one trailing newline.
+    static func readToken(_ path: String) throws -> String {
+        let contents: String
+        do {
+            contents = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read the token file \(path): \(error.localizedDescription)")
+        }
+        var token = Substring(contents)
+        if token.hasSuffix("\n") { token = token.dropLast() }
+        if token.hasSuffix("\r") { token = token.dropLast() }
+        guard !token.isEmpty, token.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw ValidationError("the token file \(path) must hold one token of visible ASCII characters")
+        }
+        return String(token)
+    }
+
     func run() throws {
         let settings = try Settings.resolve(self, environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in
@@ -73,7 +90,8 @@ struct Regiond: ParsableCommand {
         }
         let logger = Logger(label: "regiond")
         let service = RegionService(logger: logger)
-        let router = RegionAPI.router(service: service, logger: logger)
+        let token = try settings.tokenFile.map(Self.readToken)
+        let router = RegionAPI.router(service: service, metrics: RegionMetrics(), logger: logger, token: token)
         if printRoutes {
             router.routeTable.forEach { print($0) }
             return
