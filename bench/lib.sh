@@ -90,7 +90,9 @@ trap 'exit 130' INT TERM
 
 # bench_field FILE KEY: a value from the "BENCH key=value ..." line regions.lua prints.
 bench_field() {
-    sed -n 's/^BENCH .*[ ]'"$2"'=\([^ ]*\).*$/\1/p' "$1" | tail -1
+    awk -v key="$2" '$1 == "BENCH" { for (i = 2; i <= NF; i++) {
+        eq = index($i, "="); if (substr($i, 1, eq - 1) == key) v = substr($i, eq + 1) } }
+        END { print v }' "$1"
 }
 
 # vmrss PID: resident set size in KiB.
