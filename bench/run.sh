@@ -40,6 +40,7 @@ median() { # numbers...
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 warnings=()
 rows=()
+spread=()
 for c in $CONNECTIONS; do
     declare -A rps=() p50=() p99=()
     for r in $(seq 1 "$REPEAT"); do
@@ -70,10 +71,11 @@ for c in $CONNECTIONS; do
     {
         b=$(median ${rps[bare]}); g=$(median ${rps[regiond]})
         ratio=$(awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2f", g / b }')
-        rows+=("$(printf '| %s | %.0f | %.0f | %s | %s / %s µs | %s / %s µs |' "$c" "$b" "$g" "$ratio" \
+        rows+=("$(printf '| %s | %.0f | %.0f | %s | %.0f / %.0f µs | %.0f / %.0f µs |' "$c" "$b" "$g" "$ratio" \
             "$(median ${p50[bare]})" "$(median ${p99[bare]})" \
             "$(median ${p50[regiond]})" "$(median ${p99[regiond]})")")
     }
+    spread+=("c=$c: bare$(printf ' %.0f' ${rps[bare]}), regiond$(printf ' %.0f' ${rps[regiond]})")
     unset rps p50 p99
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -89,6 +91,8 @@ echo "Each run: fresh server on a free port, 1 s warm-up, then:"
 echo "  $(wrk_cmd '$C' 'http://127.0.0.1:$PORT')"
 echo "  bare:    $(server_cmd bare) --port \$PORT"
 echo "  regiond: $(server_cmd regiond) --port \$PORT"
+echo "Every run's req/s, in run order:"
+printf '  %s\n' "${spread[@]}"
 echo "Order per connection count: bare, regiond, bare, regiond, ... ($REPEAT each)."
 echo "$(nproc) cores; load average at start $load_start, at end $load_end. Logs: $LOG_DIR"
 if [ ${#warnings[@]} -gt 0 ]; then
