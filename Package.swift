@@ -12,15 +12,35 @@ let package = Package(
     products: [
         .library(name: "MemoryPool", targets: ["MemoryPool"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
     targets: [
         .target(
             name: "MemoryPool",
             dependencies: [],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "RegionServer",
+            dependencies: [
+                "MemoryPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MemoryPoolTests",
             dependencies: ["MemoryPool"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RegionServerTests",
+            dependencies: [
+                "RegionServer",
+                "MemoryPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ],
