@@ -427,6 +427,9 @@ public final class Journal: @unchecked Sendable {
         }
         switch phase {
         case .unloaded:
+            // A load that failed late may have opened the journal file already.
+            if let current { _ = Glibc.close(current.descriptor) }
+            current = nil
             _ = Glibc.close(lockDescriptor)
         case .open:
             wake.signal()
