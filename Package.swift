@@ -58,7 +58,12 @@ let package = Package(
         ),
         .testTarget(
             name: "RegionServerTests",
-            dependencies: ["RegionServer", "regiond"],
+            dependencies: [
+                "RegionServer",
+                "regiond",
+                "MemoryPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ],

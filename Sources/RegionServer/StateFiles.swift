@@ -1,0 +1,248 @@
+internal import Glibc
+
+/// The files of a state directory: their names, headers, the snapshot format
+/// and the parsing of a journal file.
+///
+/// ```
+/// lock                        flock'd by the running regiond; holds its pid
+/// snapshot-<16 hex digits>    the live regions at the start of journal G
+/// journal-<16 hex digits>     the records appended since snapshot G
+/// ```
+/// Header of both kinds: magic (`RGNS` or `RGNJ`), version UInt32 LE,
+/// generation UInt64 LE. A snapshot then holds a UInt32 LE region count,
+/// the regions in offset order, and a CRC32C of everything before it.
+enum StateFiles {
+    /// First bytes of a journal file.
+    static let journalMagic: [UInt8] = Array("RGNJ".utf8)
+    /// First bytes of a snapshot file.
+    static let snapshotMagic: [UInt8] = Array("RGNS".utf8)
+    /// The only format version this code reads and writes.
+    static let version: UInt32 = 1
+    /// Magic, version and generation.
+    static let headerSize = 16
+    /// Name prefix of journal files.
+    static let journalPrefix = "journal-"
+    /// Name prefix of snapshot files.
+    static let snapshotPrefix = "snapshot-"
+    /// Name of the lock file.
+    static let lockName = "lock"
+    /// Suffix of a snapshot being written.
+    static let temporarySuffix = ".tmp"
+
+    /// `journal-<generation as 16 hex digits>`.
+    static func journalName(_ generation: UInt64) -> String { journalPrefix + hex(generation) }
+
+    /// `snapshot-<generation as 16 hex digits>`.
+    static func snapshotName(_ generation: UInt64) -> String { snapshotPrefix + hex(generation) }
+
+    /// The generation in a file name made by `journalName` or `snapshotName`, nil for any other name.
+    static func generation(ofFile name: String, prefix: String) -> UInt64? {
+        guard name.hasPrefix(prefix) else { return nil }
+        let digits = name.dropFirst(prefix.count)
+        guard digits.utf8.count == 16, digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+        else { return nil }
+        return UInt64(digits, radix: 16)
+    }
+
+    /// A generation as 16 lower-case hex digits.
+    private static func hex(_ generation: UInt64) -> String {
+        let digits = String(generation, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// The header of a file of the given kind.
+    static func header(magic: [UInt8], generation: UInt64) -> [UInt8] {
+        var bytes = magic
+        bytes.appendLittleEndian(version)
+        bytes.appendLittleEndian(generation)
+        return bytes
+    }
+
+    /// Checks the first `headerSize` bytes of `bytes`: magic, version, and the generation its name says.
+    static func checkHeader(_ bytes: [UInt8], magic: [UInt8], generation: UInt64, path: String) throws(JournalError) {
+        guard Array(bytes.prefix(4)) == magic else {
+            throw .corrupt(path: path, record: nil, reason: "not a regiond state file (magic is not \(String(decoding: magic, as: UTF8.self)))")
+        }
+        var reader = ByteReader(bytes[4..<headerSize])
+        let fileVersion = (try? reader.uint32()) ?? 0
+        guard fileVersion == version else {
+            throw .corrupt(path: path, record: nil, reason: "unknown format version \(fileVersion) (this regiond reads version \(version))")
+        }
+        let fileGeneration = (try? reader.uint64()) ?? 0
+        guard fileGeneration == generation else {
+            throw .corrupt(path: path, record: nil, reason: "header says generation \(fileGeneration), the name says \(generation)")
+        }
+    }
+
+    // MARK: Snapshots
+
+    /// The bytes of a snapshot of `regions`, sorted by offset.
+    static func encodeSnapshot(generation: UInt64, regions: [SavedRegion]) -> [UInt8] {
+        var bytes = header(magic: snapshotMagic, generation: generation)
+        bytes.reserveCapacity(headerSize + 8 + regions.count * 16)
+        bytes.appendLittleEndian(UInt32(regions.count))
+        for region in regions.sorted(by: { $0.offset < $1.offset }) {
+            region.append(to: &bytes)
+        }
+        bytes.appendLittleEndian(CRC32C.checksum(bytes))
+        return bytes
+    }
+
+    /// Reads a snapshot: nil when it is incomplete (cut short or its checksum
+    /// fails); throws when it is complete but of another format or malformed.
+    static func readSnapshot(path: String, generation: UInt64) throws(JournalError) -> [SavedRegion]? {
+        let bytes = try Syscall.readAll(path)
+        guard bytes.count >= headerSize + 8 else { return nil }
+        var trailer = ByteReader(bytes[(bytes.count - 4)...])
+        guard (try? trailer.uint32()) == CRC32C.checksum(bytes[..<(bytes.count - 4)]) else { return nil }
+        try checkHeader(bytes, magic: snapshotMagic, generation: generation, path: path)
+        var reader = ByteReader(bytes[headerSize..<(bytes.count - 4)])
+        var regions: [SavedRegion] = []
+        do throws(MalformedBytes) {
+            let count = try reader.uint32()
+            regions.reserveCapacity(Int(min(count, 1 << 16)))
+            for _ in 0..<count {
+                regions.append(try reader.savedRegion())
+            }
+        } catch {
+            throw .corrupt(path: path, record: regions.count + 1, reason: "region \(error.reason)")
+        }
+        guard reader.isAtEnd else {
+            throw .corrupt(path: path, record: nil, reason: "\(reader.remaining) bytes after the last region")
+        }
+        return regions
+    }
+
+    /// Writes a snapshot durably: temp file, fsync, rename, fsync of the directory.
+    static func writeSnapshot(directory: String, generation: UInt64, regions: [SavedRegion]) throws(JournalError) {
+        let path = directory + "/" + snapshotName(generation)
+        let temporary = path + temporarySuffix
+        let descriptor = try Syscall.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try Syscall.writeAll(descriptor, encodeSnapshot(generation: generation, regions: regions), path: temporary)
+            try Syscall.fsync(descriptor, path: temporary)
+            try Syscall.close(descriptor, path: temporary)
+        } catch {
+            _ = Glibc.close(descriptor)
+            try? Syscall.unlink(temporary)
+            throw error
+        }
+        try Syscall.rename(temporary, to: path)
+        try Syscall.fsyncDirectory(directory)
+    }
+
+    // MARK: Journals
+
+    /// Creates (or empties) a journal file for appending, with its header
+    /// durable and its name in the directory durable; returns its descriptor.
+    static func createJournal(directory: String, generation: UInt64) throws(JournalError) -> (descriptor: Int32, path: String) {
+        let path = directory + "/" + journalName(generation)
+        let descriptor = try Syscall.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
+        do {
+            try Syscall.writeAll(descriptor, header(magic: journalMagic, generation: generation), path: path)
+            try Syscall.fsync(descriptor, path: path)
+            try Syscall.fsyncDirectory(directory)
+        } catch {
+            _ = Glibc.close(descriptor)
+            throw error
+        }
+        return (descriptor, path)
+    }
+
+    /// A damaged record at the end of a journal file.
+    struct Tear: Hashable {
+        /// 1-based number of the damaged record; nil when the header itself is cut short.
+        var record: Int?
+        /// What is wrong with it.
+        var reason: String
+    }
+
+    /// What a journal file holds.
+    struct JournalFile {
+        /// The intact records, in order.
+        var records: [JournalRecord]
+        /// Bytes up to the end of the last intact record (0 when the header is cut short).
+        var validLength: Int
+        /// The damaged tail, if any: nothing intact follows it.
+        var tear: Tear?
+    }
+
+    /// Parses a journal file. A damaged record with no intact record after it
+    /// is reported as a tear; a damaged record with one after it, a bad header,
+    /// or a record whose checksum holds but whose fields do not decode, throws.
+    static func parseJournal(_ bytes: [UInt8], path: String, generation: UInt64) throws(JournalError) -> JournalFile {
+        guard bytes.count >= headerSize else {
+            let prefix = min(bytes.count, 4)
+            guard bytes.prefix(prefix).elementsEqual(journalMagic.prefix(prefix)) else {
+                throw .corrupt(path: path, record: nil, reason: "not a regiond journal (magic is not RGNJ)")
+            }
+            return JournalFile(records: [], validLength: 0, tear: Tear(record: nil, reason: "header cut short at \(bytes.count) bytes"))
+        }
+        try checkHeader(bytes, magic: journalMagic, generation: generation, path: path)
+        var records: [JournalRecord] = []
+        records.reserveCapacity(bytes.count / 24)
+        var position = headerSize
+        while position < bytes.count {
+            let number = records.count + 1
+            switch frame(at: position, in: bytes) {
+            case .record(let record, let end):
+                records.append(record)
+                position = end
+            case .malformed(let reason):
+                throw .corrupt(path: path, record: number, reason: reason)
+            case .damaged(let reason):
+                if hasIntactRecord(after: position, in: bytes) {
+                    throw .corrupt(path: path, record: number, reason: reason + ", and intact records follow it")
+                }
+                return JournalFile(records: records, validLength: position, tear: Tear(record: number, reason: reason))
+            }
+        }
+        return JournalFile(records: records, validLength: position, tear: nil)
+    }
+
+    /// What lies at one position of a journal file.
+    private enum Frame {
+        /// An intact record, and where the next one starts.
+        case record(JournalRecord, end: Int)
+        /// Length or checksum wrong: a torn write, or damage.
+        case damaged(String)
+        /// The checksum holds but the fields do not decode: written by something else.
+        case malformed(String)
+    }
+
+    /// Reads the record framed at `position`.
+    private static func frame(at position: Int, in bytes: [UInt8]) -> Frame {
+        var reader = ByteReader(bytes[position...])
+        guard let length = try? reader.uint32(), let checksum = try? reader.uint32() else {
+            return .damaged("only \(bytes.count - position) bytes of a record's length and checksum")
+        }
+        let size = Int(length)
+        guard (JournalRecord.minimumPayloadSize...JournalRecord.maximumPayloadSize).contains(size) else {
+            return .damaged("impossible payload length \(length)")
+        }
+        let start = position + JournalRecord.frameHeaderSize
+        guard size <= bytes.count - start else {
+            return .damaged("a \(size)-byte payload is cut short at \(bytes.count - start) bytes")
+        }
+        let payload = bytes[start..<(start + size)]
+        guard CRC32C.checksum(payload) == checksum else {
+            return .damaged("checksum mismatch")
+        }
+        do {
+            return .record(try JournalRecord.decode(payload: payload), end: start + size)
+        } catch {
+            return .malformed(error.reason)
+        }
+    }
+
+    /// Whether an intact record starts anywhere after `position`: if one does,
+    /// the damage is not a torn tail. Runs only when damage is found.
+    private static func hasIntactRecord(after position: Int, in bytes: [UInt8]) -> Bool {
+        let last = bytes.count - JournalRecord.frameHeaderSize - JournalRecord.minimumPayloadSize
+        guard position + 1 <= last else { return false }
+        for candidate in (position + 1)...last {
+            if case .record = frame(at: candidate, in: bytes) { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,145 @@
+internal import Glibc
+
+/// Thin wrappers over the system calls the journal makes: each retries
+/// `EINTR` and throws a ``JournalError/system(call:path:errno:)`` that names
+/// the call and the path (as swift-system's `Syscalls.swift` does).
+enum Syscall {
+    /// Runs `body` until it does not fail with `EINTR`; throws on any other failure.
+    private static func retrying<T: BinaryInteger>(
+        _ call: String, _ path: String, _ body: () -> T
+    ) throws(JournalError) -> T {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            if errno == EINTR { continue }
+            throw .system(call: call, path: path, errno: errno)
+        }
+    }
+
+    /// `open(2)`.
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws(JournalError) -> Int32 {
+        try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// `close(2)`; not retried: on Linux the descriptor is gone even after `EINTR`.
+    static func close(_ descriptor: Int32, path: String) throws(JournalError) {
+        if Glibc.close(descriptor) == -1 && errno != EINTR {
+            throw .system(call: "close", path: path, errno: errno)
+        }
+    }
+
+    /// `mkdir(2)`; an existing directory is not an error.
+    static func makeDirectory(_ path: String, mode: mode_t) throws(JournalError) {
+        while Glibc.mkdir(path, mode) == -1 {
+            switch errno {
+            case EINTR: continue
+            case EEXIST: return
+            default: throw .system(call: "mkdir", path: path, errno: errno)
+            }
+        }
+    }
+
+    /// `write(2)` until every byte is written.
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(JournalError) {
+        var done = 0
+        while done < bytes.count {
+            let written = try retrying("write", path) {
+                bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + done, $0.count - done) }
+            }
+            done += written
+        }
+    }
+
+    /// Reads a whole file: `open`, `fstat`, `read(2)` until end of file.
+    static func readAll(_ path: String) throws(JournalError) -> [UInt8] {
+        let descriptor = try open(path, O_RDONLY)
+        defer { _ = Glibc.close(descriptor) }
+        var status = stat()
+        _ = try retrying("fstat", path) { fstat(descriptor, &status) }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var done = 0
+        while true {
+            if done == bytes.count {
+                // The file may have grown since fstat: read on in chunks.
+                bytes.append(contentsOf: repeatElement(0, count: 65_536))
+            }
+            let count = try retrying("read", path) {
+                bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + done, $0.count - done) }
+            }
+            if count == 0 { break }
+            done += count
+        }
+        bytes.removeSubrange(done...)
+        return bytes
+    }
+
+    /// `fsync(2)`.
+    static func fsync(_ descriptor: Int32, path: String) throws(JournalError) {
+        _ = try retrying("fsync", path) { Glibc.fsync(descriptor) }
+    }
+
+    /// `ftruncate(2)`.
+    static func truncate(_ descriptor: Int32, length: Int, path: String) throws(JournalError) {
+        _ = try retrying("ftruncate", path) { Glibc.ftruncate(descriptor, off_t(length)) }
+    }
+
+    /// `rename(2)`; the error names the destination.
+    static func rename(_ source: String, to destination: String) throws(JournalError) {
+        _ = try retrying("rename", "\(source) -> \(destination)") { Glibc.rename(source, destination) }
+    }
+
+    /// `unlink(2)`; a file that is already gone is not an error.
+    static func unlink(_ path: String) throws(JournalError) {
+        while Glibc.unlink(path) == -1 {
+            switch errno {
+            case EINTR: continue
+            case ENOENT: return
+            default: throw .system(call: "unlink", path: path, errno: errno)
+            }
+        }
+    }
+
+    /// Makes a directory's entries durable: `open(O_DIRECTORY)` and `fsync(2)`,
+    /// needed after creating, renaming or unlinking a file in it.
+    static func fsyncDirectory(_ path: String) throws(JournalError) {
+        let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { _ = Glibc.close(descriptor) }
+        try fsync(descriptor, path: path)
+    }
+
+    /// `flock(LOCK_EX | LOCK_NB)`: false when another open file holds the lock.
+    static func tryLockExclusive(_ descriptor: Int32, path: String) throws(JournalError) -> Bool {
+        // `flock` also names a struct in Glibc; this picks the function.
+        let lock: (Int32, Int32) -> Int32 = Glibc.flock(_:_:)
+        while lock(descriptor, LOCK_EX | LOCK_NB) == -1 {
+            switch errno {
+            case EINTR: continue
+            case EWOULDBLOCK: return false
+            default: throw .system(call: "flock", path: path, errno: errno)
+            }
+        }
+        return true
+    }
+
+    /// The names in a directory, without `.` and `..` (`opendir`/`readdir`).
+    static func listDirectory(_ path: String) throws(JournalError) -> [String] {
+        guard let stream = opendir(path) else {
+            throw .system(call: "opendir", path: path, errno: errno)
+        }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            // d_name is a fixed-size C array imported as a tuple; read it as a C string.
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}
+
+/// The text of an errno value, as `strerror(3)` gives it.
+func errorText(_ number: Int32) -> String {
+    String(cString: strerror(number))
+}

@@ -1,0 +1,548 @@
+import Dispatch
+import Foundation
+import Glibc
+import Logging
+import MemoryPool
+@testable import RegionServer
+import Synchronization
+import Testing
+
+/// The journal, against real temporary directories: no mocks.
+@Suite struct JournalTests {
+    // MARK: Round trips
+
+    @Test func crc32cMatchesTheCastagnoliCheckValue() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+    }
+
+    @Test func recordsWithLabelsAndKeysSurviveACloseAndALoad() throws {
+        let directory = try TemporaryDirectory()
+        let records: [JournalRecord] = [
+            .allocate(region(0, class: 2, label: "vm-1 scratch", key: "key-1")),
+            .allocate(region(16 * MiB, class: 0)),
+            .allocate(region(64 * MiB, class: 3, label: "ünïcödé ✓", key: nil)),
+            .release(offset: 16 * MiB),
+            .allocate(region(17 * MiB, class: 0, label: "", key: "k")),
+            .allocate(region(GiB, class: 5, label: nil, key: "only-key")),
+        ]
+        try write(records, to: directory.path)
+
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        defer { journal.close() }
+        let (pool, regions) = try journal.load()
+        #expect(regions == expectedRegions(after: records))
+        #expect(pool.regions == expectedPool(for: regions).regions)
+        #expect(pool.classCounts == expectedPool(for: regions).classCounts)
+    }
+
+    // MARK: Damage
+
+    /// How the end of a journal is damaged.
+    enum TailDamage: CaseIterable, Sendable {
+        /// The last record is cut a few bytes into its payload.
+        case cutShort
+        /// Bytes that are no record follow the last one.
+        case garbage
+    }
+
+    @Test(arguments: TailDamage.allCases)
+    func aTornTailIsDroppedWithAWarningAndLaterAppendsLoad(damage: TailDamage) throws {
+        let directory = try TemporaryDirectory()
+        let records: [JournalRecord] = (0..<8).map { .allocate(region(UInt64($0) * MiB, class: 0, label: "r\($0)")) }
+        try write(records, to: directory.path)
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let size = try fileSize(journalPath)
+        let kept: [JournalRecord]
+        switch damage {
+        case .cutShort:
+            try truncateFile(journalPath, to: size - framed(records.last!).count + 11)
+            kept = Array(records.dropLast())
+        case .garbage:
+            try appendBytes([0xDE, 0xAD, 0xBE, 0xEF, 0x01, 0x02, 0x03, 0x00, 0x00, 0x07, 0xFF, 0x10, 0x42], to: journalPath)
+            kept = records
+        }
+
+        let log = LogCapture()
+        let journal = try Journal(directory: directory.path, logger: log.logger)
+        let (_, regions) = try journal.load()
+        #expect(regions == expectedRegions(after: kept))
+        #expect(log.messages.contains { $0.level == .warning && $0.text.contains("torn record") })
+        #expect(try fileSize(journalPath) == StateFiles.headerSize + kept.map { framed($0).count }.reduce(0, +))
+        let later = JournalRecord.allocate(region(100 * MiB, class: 0, label: "after the tear"))
+        try appendAndWait(journal, [later])
+        journal.close()
+
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == expectedRegions(after: kept + [later]))
+    }
+
+    @Test func aFlippedByteInAMiddleRecordStopsTheLoadNamingFileAndRecord() throws {
+        let directory = try TemporaryDirectory()
+        let records: [JournalRecord] = (0..<5).map { .allocate(region(UInt64($0) * MiB, class: 0, label: "label \($0)")) }
+        try write(records, to: directory.path)
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let third = StateFiles.headerSize + framed(records[0]).count + framed(records[1]).count
+        try flipByte(at: third + 12, in: journalPath)
+
+        let error = try loadError(directory.path)
+        #expect(error == nil ? false : "\(error!)".contains(journalPath))
+        guard case .corrupt(let path, let record, _) = error else {
+            Issue.record("expected a corruption error, got \(String(describing: error))")
+            return
+        }
+        #expect(path == journalPath)
+        #expect(record == 3)
+        #expect("\(error!)".contains("record 3"))
+    }
+
+    @Test(arguments: [
+        [JournalRecord.allocate(region(0, class: 1)), .allocate(region(MiB, class: 0))],
+        [JournalRecord.allocate(region(0, class: 0)), .release(offset: 4 * MiB)],
+    ])
+    func aRecordThatContradictsTheStateStopsTheLoad(records: [JournalRecord]) throws {
+        let directory = try TemporaryDirectory()
+        try write(records, to: directory.path)
+        let error = try loadError(directory.path)
+        guard case .corrupt(let path, let record, _) = error else {
+            Issue.record("expected a corruption error, got \(String(describing: error))")
+            return
+        }
+        #expect(path == directory.path + "/journal-0000000000000000")
+        #expect(record == 2)
+    }
+
+    @Test func aJournalOfAnUnknownVersionStopsTheLoad() throws {
+        let directory = try TemporaryDirectory()
+        try write([.allocate(region(0, class: 0))], to: directory.path)
+        let journalPath = directory.path + "/journal-0000000000000000"
+        try flipByte(at: 5, in: journalPath)  // version 1 becomes 0x0101
+        let error = try loadError(directory.path)
+        #expect(error.map { "\($0)".contains("unknown format version 257") && "\($0)".contains(journalPath) } == true)
+    }
+
+    // MARK: Snapshots and compaction
+
+    @Test func compactionKeepsTheStateInOneSnapshotAndOneJournal() throws {
+        let directory = try TemporaryDirectory()
+        let journal = try Journal(directory: directory.path, compactAfter: 10, logger: testLogger())
+        _ = try journal.load()
+        var live: [UInt64: SavedRegion] = [:]
+        var compactions = 0
+        for index in 0..<35 {
+            let record: JournalRecord = index % 3 == 2
+                ? .release(offset: UInt64(index - 1) * MiB)
+                : .allocate(region(UInt64(index) * MiB, class: 0, label: "n\(index)", key: "k\(index)"))
+            live = expectedRegions(after: [record], from: live)
+            try appendAndWait(journal, [record])
+            if journal.needsCompaction {
+                journal.compact(liveRegions: Array(live.values))
+                compactions += 1
+            }
+        }
+        journal.close()
+        #expect(compactions == 3)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(names == ["journal-0000000000000003", "lock", "snapshot-0000000000000003"])
+
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == live)
+    }
+
+    @Test func aSnapshotPlusTheJournalAfterItEqualsTheStateBefore() throws {
+        let directory = try TemporaryDirectory()
+        let before: [JournalRecord] = (0..<20).map { .allocate(region(UInt64($0) * 4 * MiB, class: 1, label: "b\($0)")) }
+        let after: [JournalRecord] = [.release(offset: 0), .release(offset: 8 * MiB), .allocate(region(0, class: 0, key: "x"))]
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        _ = try journal.load()
+        try appendAndWait(journal, before)
+        journal.compact(liveRegions: Array(expectedRegions(after: before).values))
+        try appendAndWait(journal, after)
+        journal.close()
+        #expect(FileManager.default.fileExists(atPath: directory.path + "/snapshot-0000000000000001"))
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/journal-0000000000000000"))
+
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        let (pool, regions) = try reloaded.load()
+        #expect(regions == expectedRegions(after: before + after))
+        #expect(pool.regions == expectedPool(for: regions).regions)
+    }
+
+    @Test func aCrashBetweenANewJournalAndItsSnapshotLoadsBothJournals() throws {
+        let directory = try TemporaryDirectory()
+        let snapshot = (0..<4).map { region(UInt64($0) * 16 * MiB, class: 2, label: "s\($0)") }
+        let first: [JournalRecord] = [.release(offset: 16 * MiB), .allocate(region(16 * MiB, class: 0, label: "j1"))]
+        let second: [JournalRecord] = [.release(offset: 0), .allocate(region(GiB, class: 4, key: "j2"))]
+        try StateFiles.writeSnapshot(directory: directory.path, generation: 1, regions: snapshot)
+        try writeJournalFile(directory.path, generation: 1, first)
+        try writeJournalFile(directory.path, generation: 2, second)
+        // The snapshot of generation 2 was being written when the process died.
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: directory.path + "/snapshot-0000000000000002.tmp"))
+
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        defer { journal.close() }
+        let start = Dictionary(uniqueKeysWithValues: snapshot.map { ($0.offset, $0) })
+        #expect(try journal.load().regions == expectedRegions(after: first + second, from: start))
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/snapshot-0000000000000002.tmp"))
+    }
+
+    // MARK: The lock
+
+    @Test func aSecondJournalOnTheSameDirectoryIsRefusedNamingTheHolder() throws {
+        let directory = try TemporaryDirectory()
+        let first = try Journal(directory: directory.path, logger: testLogger())
+        defer { first.close() }
+        #expect(throws: JournalError.locked(directory: directory.path, pid: getpid())) {
+            _ = try Journal(directory: directory.path, logger: testLogger())
+        }
+        let message = "\(JournalError.locked(directory: directory.path, pid: getpid()))"
+        #expect(message == "another regiond (pid \(getpid())) holds \(directory.path)")
+    }
+
+    // MARK: Group commit
+
+    @Test func sixteenWritersShareFsyncs() throws {
+        let directory = try TemporaryDirectory()
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        _ = try journal.load()
+        let perThread = 40
+        let failures = Mutex(0)
+        let group = DispatchGroup()
+        for thread in 0..<16 {
+            group.enter()
+            Thread {
+                for index in 0..<perThread {
+                    let offset = UInt64(thread * perThread + index) * MiB
+                    let durable = DispatchSemaphore(value: 0)
+                    do {
+                        let sequence = try journal.append(.allocate(region(offset, class: 0)))
+                        journal.whenDurable(sequence) { result in
+                            if case .failure = result { failures.withLock { $0 += 1 } }
+                            durable.signal()
+                        }
+                        durable.wait()
+                    } catch {
+                        failures.withLock { $0 += 1 }
+                    }
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        let statistics = journal.statistics
+        journal.close()
+        print("group commit: \(statistics.records) records, \(statistics.fsyncs) fsyncs, "
+            + "\(String(format: "%.2f", Double(statistics.records) / Double(max(statistics.fsyncs, 1)))) records per fsync, "
+            + "\(String(format: "%.3f", statistics.fsyncSeconds)) s in fsync")
+        #expect(failures.withLock { $0 } == 0)
+        #expect(statistics.records == 16 * UInt64(perThread))
+        #expect(statistics.fsyncs < statistics.records)
+
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions.count == 16 * perThread)
+    }
+
+    // MARK: Failure and recovery
+
+    @Test(.enabled(if: Tmpfs.canMount, "mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN)"))
+    func aFullDiskFailsPendingRecordsNewestFirstAndRecoverRestoresService() throws {
+        let directory = try TemporaryDirectory()
+        let mount = try Tmpfs(at: directory.path, size: "64k")
+        defer { mount.unmount() }
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        var closed = false
+        defer { if !closed { journal.close() } }
+        _ = try journal.load()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let label = String(repeating: "x", count: 100)
+
+        // Fill the journal's first page, then the rest of the file system.
+        var live: [UInt64: SavedRegion] = [:]
+        var next: UInt64 = 0
+        while try fileSize(journalPath) % 4096 < 3400 {
+            let record = JournalRecord.allocate(region(next * MiB, class: 0, label: label))
+            try appendAndWait(journal, [record])
+            live = expectedRegions(after: [record], from: live)
+            next += 1
+        }
+        try fillFileSystem(directory.path + "/filler")
+
+        // A fits in the page; while its completion holds the writer, queue B1...B10, which do not.
+        let entered = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let small = JournalRecord.release(offset: 0)
+        let smallSequence = try journal.append(small)
+        live = expectedRegions(after: [small], from: live)
+        journal.whenDurable(smallSequence) { _ in
+            entered.signal()
+            gate.wait()
+        }
+        entered.wait()
+        let durableSize = try fileSize(journalPath)
+        let outcomes = Mutex<[(UInt64, Bool)]>([])
+        let finished = DispatchGroup()
+        var sequences: [UInt64] = []
+        for index in 0..<10 {
+            let sequence = try journal.append(.allocate(region((next + UInt64(index)) * MiB, class: 0, label: label)))
+            sequences.append(sequence)
+            finished.enter()
+            journal.whenDurable(sequence) { result in
+                outcomes.withLock { $0.append((sequence, (try? result.get()) != nil)) }
+                finished.leave()
+            }
+        }
+        gate.signal()
+        finished.wait()
+
+        let order = outcomes.withLock { $0 }
+        #expect(order.map(\.0) == sequences.reversed())
+        #expect(order.allSatisfy { !$0.1 })
+        #expect(!journal.isHealthy)
+        #expect(throws: JournalError.self) { _ = try journal.append(.release(offset: MiB)) }
+        #expect(try fileSize(journalPath) == durableSize)
+
+        // Free the space: recovery writes a new generation and takes records again.
+        try Syscall.unlink(directory.path + "/filler")
+        try journal.recover(liveRegions: Array(live.values))
+        #expect(journal.isHealthy)
+        let after = JournalRecord.release(offset: MiB)
+        try appendAndWait(journal, [after])
+        live = expectedRegions(after: [after], from: live)
+        journal.close()
+        closed = true
+
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == live)
+    }
+
+    // MARK: Start-up
+
+    @Test func startUpLoads4096RegionsAnd100kRecords() throws {
+        let directory = try TemporaryDirectory()
+        let journal = try Journal(directory: directory.path, compactAfter: 1 << 30, logger: testLogger())
+        _ = try journal.load()
+        let full = (0..<4096).map { region(UInt64($0) * MiB, class: 0, label: "region \($0)", key: "key-\($0)") }
+        try appendAndWait(journal, full.map { .allocate($0) })
+        journal.compact(liveRegions: full)
+        var records: [JournalRecord] = []
+        records.reserveCapacity(100_000)
+        for index in 0..<50_000 {
+            let old = full[index % 4096]
+            records.append(.release(offset: old.offset))
+            records.append(.allocate(SavedRegion(offset: old.offset, memoryClass: old.memoryClass, label: "again \(index)", idempotencyKey: old.idempotencyKey)))
+        }
+        try appendAndWait(journal, records)
+        journal.close()
+
+        let clock = ContinuousClock()
+        var loaded: [UInt64: SavedRegion] = [:]
+        let elapsed = try clock.measure {
+            let reloaded = try Journal(directory: directory.path, logger: testLogger())
+            loaded = try reloaded.load().regions
+            reloaded.close()
+        }
+        print("start-up: loaded 4096 regions + 100,000 journal records in \(elapsed)")
+        #expect(loaded.count == 4096)
+        #expect(loaded[full[49_999 % 4096].offset]?.label == "again 49999")
+    }
+}
+
+// MARK: - Helpers
+
+/// A saved region with offsets in bytes.
+private func region(_ offset: UInt64, class memoryClass: Int, label: String? = nil, key: String? = nil) -> SavedRegion {
+    SavedRegion(offset: offset, memoryClass: MemoryClass(rawValue: memoryClass), label: label, idempotencyKey: key)
+}
+
+/// The live regions after `records`, applied to `start`.
+private func expectedRegions(after records: [JournalRecord], from start: [UInt64: SavedRegion] = [:]) -> [UInt64: SavedRegion] {
+    var regions = start
+    for record in records {
+        switch record {
+        case .allocate(let region): regions[region.offset] = region
+        case .release(let offset): regions[offset] = nil
+        }
+    }
+    return regions
+}
+
+/// A pool holding exactly `regions`.
+private func expectedPool(for regions: [UInt64: SavedRegion]) -> PoolAllocator {
+    var pool = PoolAllocator()
+    for region in regions.values {
+        try! pool.restore(offset: region.offset, memoryClass: region.memoryClass)
+    }
+    return pool
+}
+
+/// The bytes of one framed record.
+private func framed(_ record: JournalRecord) -> [UInt8] {
+    var bytes: [UInt8] = []
+    record.appendFramed(to: &bytes)
+    return bytes
+}
+
+/// Appends `records` and waits until the last is durable.
+private func appendAndWait(_ journal: Journal, _ records: [JournalRecord]) throws {
+    var last: UInt64 = 0
+    for record in records {
+        last = try journal.append(record)
+    }
+    let done = DispatchSemaphore(value: 0)
+    let outcome = Mutex<Result<Void, JournalError>>(.success(()))
+    journal.whenDurable(last) { result in
+        outcome.withLock { $0 = result }
+        done.signal()
+    }
+    done.wait()
+    try outcome.withLock { $0 }.get()
+}
+
+/// Writes `records` through a journal on `directory` and closes it.
+private func write(_ records: [JournalRecord], to directory: String) throws {
+    let journal = try Journal(directory: directory, logger: testLogger())
+    defer { journal.close() }
+    _ = try journal.load()
+    try appendAndWait(journal, records)
+}
+
+/// Writes a journal file directly, as a crashed regiond would have left it.
+private func writeJournalFile(_ directory: String, generation: UInt64, _ records: [JournalRecord]) throws {
+    var bytes = StateFiles.header(magic: StateFiles.journalMagic, generation: generation)
+    for record in records {
+        record.appendFramed(to: &bytes)
+    }
+    try Data(bytes).write(to: URL(fileURLWithPath: directory + "/" + StateFiles.journalName(generation)))
+}
+
+/// The error `load` throws on `directory`, nil if it loads.
+private func loadError(_ directory: String) throws -> JournalError? {
+    let journal = try Journal(directory: directory, logger: testLogger())
+    defer { journal.close() }
+    do {
+        _ = try journal.load()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+private func fileSize(_ path: String) throws -> Int {
+    (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? -1
+}
+
+private func truncateFile(_ path: String, to length: Int) throws {
+    #expect(Glibc.truncate(path, off_t(length)) == 0)
+}
+
+private func appendBytes(_ bytes: [UInt8], to path: String) throws {
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data(bytes))
+}
+
+private func flipByte(at index: Int, in path: String) throws {
+    var bytes = try Syscall.readAll(path)
+    bytes[index] ^= 0x01
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+/// Writes pages to `path` until the file system is full.
+private func fillFileSystem(_ path: String) throws {
+    let descriptor = Glibc.open(path, O_WRONLY | O_CREAT, 0o600)
+    #expect(descriptor >= 0)
+    defer { Glibc.close(descriptor) }
+    let page = [UInt8](repeating: 0xAA, count: 4096)
+    while page.withUnsafeBytes({ Glibc.write(descriptor, $0.baseAddress, $0.count) }) > 0 {}
+    #expect(errno == ENOSPC)
+}
+
+/// A logger for tests that need no log assertions: errors only.
+private func testLogger() -> Logger {
+    var logger = Logger(label: "regiond.journal.test")
+    logger.logLevel = .error
+    return logger
+}
+
+/// A directory under the system temporary directory, removed with its contents on deinit.
+private final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "/regiond-journal-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        path = String(cString: made)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// A small tmpfs mounted over a directory, to run the disk out of space.
+private struct Tmpfs {
+    let path: String
+
+    /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN).
+    static let canMount: Bool = {
+        guard let directory = try? TemporaryDirectory(), let mount = try? Tmpfs(at: directory.path, size: "64k") else {
+            return false
+        }
+        mount.unmount()
+        return true
+    }()
+
+    init(at path: String, size: String) throws {
+        guard Glibc.mount("tmpfs", path, "tmpfs", 0, "size=\(size),mode=0700") == 0 else {
+            throw POSIXError(.init(rawValue: errno) ?? .EPERM)
+        }
+        self.path = path
+    }
+
+    func unmount() {
+        if umount2(path, 0) != 0 { _ = umount2(path, Int32(MNT_DETACH)) }
+    }
+}
+
+/// A log handler that keeps what is logged, to check warnings.
+private final class LogCapture: @unchecked Sendable {
+    /// One logged message.
+    struct Message {
+        var level: Logger.Level
+        var text: String
+    }
+
+    private let stored = Mutex<[Message]>([])
+
+    /// Everything logged so far.
+    var messages: [Message] { stored.withLock { $0 } }
+
+    /// A logger that logs into this capture.
+    var logger: Logger {
+        Logger(label: "regiond.journal.test") { _ in Handler(capture: self) }
+    }
+
+    fileprivate func record(_ message: Message) {
+        stored.withLock { $0.append(message) }
+    }
+
+    private struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            capture.record(Message(level: event.level, text: "\(event.message) \(event.metadata ?? [:])"))
+        }
+    }
+}
