@@ -14,6 +14,8 @@ internal import Synchronization
 /// touched only by the writer thread — by `load` before it starts it, and by
 /// `close` after it has stopped.
 public final class Journal: @unchecked Sendable {
+    /// Sees the duration of every batch fsync (for metrics); runs on the writer thread.
+    private let onFsync: @Sendable (Duration) -> Void
     /// The state directory.
     private let directory: String
     /// How many records may be appended after a snapshot before `needsCompaction`.
@@ -95,7 +97,11 @@ public final class Journal: @unchecked Sendable {
 
     /// Opens (creating, mode 0700, if missing) the state directory and takes an
     /// exclusive non-blocking flock on `DIR/lock`, writing this process's pid there.
-    public init(directory: String, compactAfter: Int = 65_536, logger: Logger) throws(JournalError) {
+    public init(
+        directory: String, compactAfter: Int = 65_536, logger: Logger,
+        onFsync: @escaping @Sendable (Duration) -> Void = { _ in }
+    ) throws(JournalError) {
+        self.onFsync = onFsync
         self.directory = directory
         self.compactAfter = compactAfter
         self.logger = logger
@@ -515,7 +521,9 @@ public final class Journal: @unchecked Sendable {
                     try Syscall.writeAll(file.descriptor, segment.bytes, path: file.path)
                     let start = ContinuousClock.now
                     try Syscall.fsync(file.descriptor, path: file.path)
-                    fsyncSeconds += (ContinuousClock.now - start).seconds
+                    let took = ContinuousClock.now - start
+                    onFsync(took)
+                    fsyncSeconds += took.seconds
                     fsyncs += 1
                 } catch {
                     failure = error

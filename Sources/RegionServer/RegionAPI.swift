@@ -65,12 +65,13 @@ public enum RegionAPI {
                 }
             }
         }
-        router.on("GET", "/regions", now: { request, _ in
-            JSON.response(200, RegionListBody(regions: service.regions(label: request.query["label"]).map(RegionBody.init)))
+        router.on("GET", "/regions", now: { (request, _) throws(HTTPError) in
+            let regions = try service.regions(label: request.query["label"])
+            return JSON.response(200, RegionListBody(regions: regions.map(RegionBody.init)))
         })
         router.on("GET", "/regions/{offset}", now: { (_, parameters) throws(HTTPError) in
             let offset = try parseOffset(parameters["offset"]!)
-            guard let region = service.region(at: offset) else {
+            guard let region = try service.region(at: offset) else {
                 throw HTTPError(404, "not_allocated", "\(PoolError.notAllocated)")
             }
             return JSON.response(200, RegionBody(region))

@@ -80,7 +80,7 @@ public final class RegionMetrics: Sendable {
     }
 
     /// Records one journal fsync.
-    func recordFsync(duration: Duration) {
+    public func recordFsync(duration: Duration) {
         fsyncs.increment()
         fsyncDuration.recordNanoseconds(duration.nanoseconds)
     }

@@ -89,13 +89,28 @@ struct Regiond: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "regiond")
-        let service = RegionService(logger: logger)
         let token = try settings.tokenFile.map(Self.readToken)
-        let router = RegionAPI.router(service: service, metrics: RegionMetrics(), logger: logger, token: token)
+        let metrics = RegionMetrics()
         if printRoutes {
+            let router = RegionAPI.router(
+                service: RegionService(journal: nil, logger: logger), metrics: metrics, logger: logger)
             router.routeTable.forEach { print($0) }
             return
         }
+        let journal: Journal?
+        if settings.inMemory {
+            logger.notice("running in memory: no state is kept on disk, every allocation is forgotten on exit")
+            journal = nil
+        } else {
+            do {
+                journal = try Journal(directory: settings.stateDirectory, logger: logger) { metrics.recordFsync(duration: $0) }
+            } catch {
+                logger.critical("cannot use the state directory: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        let service = RegionService(journal: journal, logger: logger)
+        let router = RegionAPI.router(service: service, metrics: metrics, logger: logger, token: token)
         let endpoint: HTTPServer.Configuration.Endpoint =
             settings.unixSocket.map { .unix(path: $0) } ?? .tcp(host: settings.host, port: settings.port)
         let server = HTTPServer(
@@ -118,9 +133,24 @@ struct Regiond: ParsableCommand {
         }
         print("listening on \(server.address)")
         fflush(nil)
+        let started = ContinuousClock.now
+        do {
+            try service.load()
+        } catch {
+            logger.critical("cannot load the state: \(error)")
+            server.shutdown()
+            throw ExitCode(2)
+        }
+        logger.info("ready", metadata: ["loadTime": "\(ContinuousClock.now - started)"])
+        // After a failed write, try every second to start the journal over.
+        let recovery = DispatchSource.makeTimerSource(queue: .global())
+        recovery.schedule(deadline: .now() + 1, repeating: 1)
+        recovery.setEventHandler { service.recoverIfNeeded() }
+        recovery.resume()
         let stop: @Sendable (Int32) -> Void = { signal in
             logger.info("stopping", metadata: ["signal": "\(signal)"])
             server.shutdown()
+            journal?.close()
             logger.info("stopped")
             Foundation.exit(0)
         }
@@ -131,6 +161,6 @@ struct Regiond: ParsableCommand {
             source.resume()
             return source
         }
-        withExtendedLifetime(sources) { dispatchMain() }
+        withExtendedLifetime((sources, recovery)) { dispatchMain() }
     }
 }
