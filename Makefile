@@ -1,9 +1,18 @@
-.PHONY: run test bench
+.PHONY: run test bench bench-http
 
-# Runs the allocator benchmark (the server comes with the next issue).
+# Builds and starts regiond on http://127.0.0.1:8080, state in ./regiond-state.
 run:
-	cd Benchmarks && swift package --disable-sandbox benchmark
+	swift run -c release regiond
 
 # Runs every test; installs libmicrohttpd-dev and the Python tools when missing.
 test:
 	scripts/test.sh
+
+# The allocator benchmark (package-benchmark, in Benchmarks/).
+bench:
+	cd Benchmarks && swift package --disable-sandbox benchmark
+
+# regiond against a bare libmicrohttpd handler, and RSS over 1,000,000 requests.
+bench-http:
+	bench/run.sh
+	bench/rss.sh
