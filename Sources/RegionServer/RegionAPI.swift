@@ -83,11 +83,13 @@ public enum RegionAPI {
             }
         }
         router.on("GET", "/pool", now: { _, _ in JSON.response(200, PoolBody(service.poolSnapshot)) })
-        router.on("GET", "/livez", now: { _, _ in JSON.response(200, StatusBody(status: "ok")) })
-        router.on("GET", "/healthz", now: { _, _ in JSON.response(200, StatusBody(status: "ok")) })
+        // Encoded once: the probes are asked often.
+        let ok = JSON.response(200, StatusBody(status: "ok"))
+        router.on("GET", "/livez", now: { _, _ in ok })
+        router.on("GET", "/healthz", now: { _, _ in ok })
         router.on("GET", "/readyz", now: { (_, _) throws(HTTPError) in
             guard service.isReady else { throw HTTPError(503, "not_ready", "the state is not loaded or not writable") }
-            return JSON.response(200, StatusBody(status: "ok"))
+            return ok
         })
         router.on("GET", "/metrics", now: { _, _ in
             Response(

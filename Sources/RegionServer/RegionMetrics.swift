@@ -12,8 +12,15 @@ internal import Synchronization
 public final class RegionMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
+    /// The labels of one request counter.
+    private struct RequestKey: Hashable {
+        let route: String
+        let method: String
+        let status: Int
+    }
+
     /// Request counters and duration timers, made once per label set.
-    private let requestMetrics = Mutex<[String: (counter: CoreMetrics.Counter, timer: CoreMetrics.Timer)]>([:])
+    private let requestMetrics = Mutex<[RequestKey: (counter: CoreMetrics.Counter, timer: CoreMetrics.Timer)]>([:])
     private let allocations: CoreMetrics.Counter
     private let failures = Mutex<[String: CoreMetrics.Counter]>([:])
     private let fsyncs: CoreMetrics.Counter
@@ -43,7 +50,7 @@ public final class RegionMetrics: Sendable {
     /// Counts one answered request and records how long it took.
     func recordRequest(route: String, method: String, status: Int, duration: Duration) {
         let method = Self.methods.contains(method) ? method : "other"
-        let key = "\(route) \(method) \(status)"
+        let key = RequestKey(route: route, method: method, status: status)
         let (counter, timer) = requestMetrics.withLock { metrics in
             if let found = metrics[key] { return found }
             let made = (
