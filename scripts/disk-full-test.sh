@@ -29,6 +29,7 @@ binary="$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")"
 [ -x "$binary" ] || { echo "FAIL: $binary is not an executable" >&2; exit 2; }
 
 started=$(date +%s.%N)
+python3="$(python3 -c "import sys; print(sys.executable)")"  # not the pyenv shim: each request starts one
 work="$(mktemp -d /tmp/regiond-diskfull.XXXXXX)"
 mnt="$work/mnt"
 mkdir "$mnt"
@@ -62,7 +63,7 @@ fail() {
 # One HTTP request: prints "STATUS CODE OFFSET" (CODE is the problem's code or
 # "-", OFFSET the region's offset or "-"); the body goes to $work/body.
 req() { # METHOD PATH [JSON-BODY]
-    python3 - "$port" "$work/body" "$@" <<'EOF'
+    "$python3" - "$port" "$work/body" "$@" <<'EOF'
 import http.client, json, sys
 port, out, method, path = sys.argv[1:5]
 body = sys.argv[5] if len(sys.argv) > 5 else None
@@ -82,7 +83,7 @@ EOF
 
 # The server's regions, one "offset class label" line each, sorted.
 list_regions() {
-    python3 - "$port" <<'EOF'
+    "$python3" - "$port" <<'EOF'
 import http.client, json, sys
 conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
 conn.request("GET", "/regions")
@@ -109,7 +110,13 @@ start() {
     wait_ready 10 || fail "/readyz not 200 within 10 s after start"
 }
 
-readyz() { req GET /readyz | cut -d' ' -f1; }
+readyz() { { req GET /readyz 2>/dev/null || echo "no-answer"; } | cut -d' ' -f1; }
+
+server_state() {
+    if [ -z "$pid" ]; then echo "not started"
+    elif kill -0 "$pid" 2>/dev/null; then echo "pid $pid alive"
+    else wait "$pid" 2>/dev/null; echo "pid $pid EXITED with status $? (128+9=kill, 134=abort/trap, 132/133=Swift trap)"; fi
+}
 
 wait_ready() { # SECONDS
     local deadline=$(( $(date +%s) + $1 ))
@@ -126,7 +133,9 @@ refused="$work/refused"  # labels of allocations answered 503
 padding=$(printf 'x%.0s' $(seq 180))  # long labels: each record takes more room
 
 allocate() { # LABEL SIZE -> sets status, code, offset
-    read -r status code offset < <(req POST /regions "{\"size\": $2, \"label\": \"$1\"}")
+    status=""; code=""; offset=""
+    read -r status code offset < <(req POST /regions "{\"size\": $2, \"label\": \"$1\"}") || true
+    [ -n "$status" ] || fail "POST /regions (label $1) got no answer: is regiond still alive? ($(server_state))"
 }
 
 expect_listed() { # WHEN
@@ -150,10 +159,10 @@ echo "started on port $port"
 for i in 1 2 3 4 5 6; do
     allocate "ack-$i-$padding" $(( i * 1048576 ))
     [ "$status" = 201 ] || fail "allocation $i before the disk is full answered $status $code"
-    echo "$offset $(python3 -c "import json;print(json.load(open('$work/body'))['class'])") ack-$i-$padding" >>"$acked"
+    echo "$offset $("$python3" -c "import json;print(json.load(open('$work/body'))['class'])") ack-$i-$padding" >>"$acked"
 done
 gone=$(sed -n 2p "$acked" | cut -d' ' -f1)
-read -r status code _ < <(req DELETE "/regions/$gone")
+status=""; read -r status code _ < <(req DELETE "/regions/$gone") || true
 [ "$status" = 200 ] || fail "release of $gone answered $status $code"
 sed -i "/^$gone /d" "$acked"
 expect_listed "before the disk is full"
@@ -193,9 +202,9 @@ for i in 1 2 3; do
     echo "refused-$i" >>"$refused"
 done
 victim=$(head -1 "$acked" | cut -d' ' -f1)
-read -r status code _ < <(req DELETE "/regions/$victim")
+status=""; read -r status code _ < <(req DELETE "/regions/$victim") || true
 [ "$status" = 503 ] && [ "$code" = state_unavailable ] || fail "release while failing answered $status $code"
-read -r status code _ < <(req GET "/regions/$victim")
+status=""; read -r status code _ < <(req GET "/regions/$victim") || true
 [ "$status" = 200 ] || fail "region $victim whose release was refused is gone: GET answered $status $code"
 expect_listed "while the disk is full"
 sleep 1.5  # a recovery attempt or two on the full disk
@@ -210,12 +219,12 @@ echo "while full: allocations and releases 503 state_unavailable, /readyz 503, r
 rm -f "$mnt/filler" "$mnt/filler2"
 t0=$(date +%s.%N)
 wait_ready 5 || fail "/readyz not 200 within 5 s after the disk has space again"
-echo "recovered: /readyz 200 after $(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s"
+echo "recovered: /readyz 200 after $("$python3" -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s"
 expect_listed "after recovery"
 allocate "after-recovery" 5000000
 [ "$status" = 201 ] || fail "allocation after recovery answered $status $code: $(cat "$work/body")"
 echo "$offset 2 after-recovery" >>"$acked"
-read -r status code _ < <(req DELETE "/regions/$victim")
+status=""; read -r status code _ < <(req DELETE "/regions/$victim") || true
 [ "$status" = 200 ] || fail "release of $victim after recovery answered $status $code"
 sed -i "/^$victim /d" "$acked"
 expect_listed "after changes following the recovery"
@@ -225,8 +234,8 @@ kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 start
 expect_listed "after kill -9 and restart"
 echo "after kill -9 and restart: all $(wc -l <"$acked") acknowledged regions there, none of the $(wc -l <"$refused") refused"
-read -r status code _ < <(req GET /pool)
+status=""; read -r status code _ < <(req GET /pool) || true
 [ "$status" = 200 ] || fail "GET /pool answered $status"
 
-took=$(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")
+took=$("$python3" -c "print(f'{$(date +%s.%N) - $started:.1f}')")
 echo "PASS: disk-full test in ${took}s"
