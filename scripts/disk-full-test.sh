@@ -36,6 +36,12 @@ mkdir "$mnt"
 pid=""
 mounted=0
 cleanup() {
+    local status=$?
+    if [ "$status" != 0 ] && [ "${keep:-0}" != 1 ]; then
+        keep=1
+        echo "FAIL: stopped with status $status (regiond: $(server_state))" >&2
+        [ -f "$work/regiond.log" ] && { echo "--- regiond log tail:" >&2; tail -20 "$work/regiond.log" >&2; }
+    fi
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     if [ "$mounted" = 1 ]; then umount "$mnt" || umount -l "$mnt" || true; fi
     if [ "${keep:-0}" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
