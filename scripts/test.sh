@@ -14,6 +14,12 @@ if ! swift test >"$log" 2>&1; then
 fi
 grep -E '^(✔|✘) (Test run|Suite)|Executed [0-9]+ tests' "$log"
 
+echo "== kill -9 crash test"
+python3 scripts/crash-test.py --binary "$(swift build --show-bin-path)/regiond"
+
+echo "== disk-full test"
+scripts/disk-full-test.sh --binary "$(swift build --show-bin-path)/regiond"
+
 echo "== openapi.yaml against the router"
 "$(swift build --show-bin-path)/regiond" --print-routes | .build/venv/bin/python scripts/check-openapi.py
 
