@@ -20,34 +20,31 @@
 ///
 /// Allocation takes the smallest class with a free region and, in it, the
 /// lowest free slot: a find-first-set on a summary word (one bit per non-empty
-/// bitmap word), then on that word. Nothing is allocated on the heap after
-/// `init`.
+/// bitmap word), then on that word. All state lives inline in the struct
+/// (`InlineArray`), so nothing is ever allocated on the heap and the hot path
+/// has no copy-on-write uniqueness checks.
 public struct PoolAllocator: Sendable {
     /// The size of the device: one class-6 region.
     public static let capacity: UInt64 = 4 * GiB
 
-    /// Bitmap words per class: class 0 has 4096 slots in 64 words, class 1
-    /// 1024 in 16, class 2 256 in 4, and classes 3 to 6 fit in one word each.
-    private static let wordCount = 64 + 16 + 4 + 1 + 1 + 1 + 1
+    /// One bitmap of every class: class 0 has 4096 slots in 64 words, class 1
+    /// 1024 in 16, class 2 256 in 4, and classes 3 to 6 fit in one word each
+    /// (64 + 16 + 4 + 4 = 88 words).
+    private typealias Bitmap = InlineArray<88, UInt64>
+    /// One value per class.
+    private typealias PerClass<Element> = InlineArray<7, Element>
 
-    private var free: [UInt64]
-    private var allocated: [UInt64]
-    private var split: [UInt64]
+    private var free = Bitmap(repeating: 0)
+    private var allocated = Bitmap(repeating: 0)
+    private var split = Bitmap(repeating: 0)
     /// Per class, bit `w` is set when word `w` of the class's free bitmap is non-zero.
-    private var freeWords: [UInt64]
-    private var freeCount: [Int]
-    private var allocatedCount: [Int]
-    private var splitCount: [Int]
+    private var freeWords = PerClass<UInt64>(repeating: 0)
+    private var freeCount = PerClass<Int>(repeating: 0)
+    private var allocatedCount = PerClass<Int>(repeating: 0)
+    private var splitCount = PerClass<Int>(repeating: 0)
 
     /// Makes a pool with one free 4 GiB region at offset 0.
     public init() {
-        free = Array(repeating: 0, count: Self.wordCount)
-        allocated = Array(repeating: 0, count: Self.wordCount)
-        split = Array(repeating: 0, count: Self.wordCount)
-        freeWords = Array(repeating: 0, count: MemoryClass.count)
-        freeCount = Array(repeating: 0, count: MemoryClass.count)
-        allocatedCount = Array(repeating: 0, count: MemoryClass.count)
-        splitCount = Array(repeating: 0, count: MemoryClass.count)
         setFree(6, 0)
     }
 
@@ -78,7 +75,7 @@ public struct PoolAllocator: Sendable {
     /// buddies into their parent, up the tree.
     @discardableResult
     public mutating func release(offset: UInt64) throws(PoolError) -> Region {
-        guard let (found, foundSlot) = allocatedNode(at: offset) else { throw .notAllocated }
+        guard let (found, foundSlot) = Self.allocatedNode(at: offset, in: allocated.span) else { throw .notAllocated }
         var k = found
         var slot = foundSlot
         clearAllocated(k, slot)
@@ -129,13 +126,13 @@ public struct PoolAllocator: Sendable {
 
     /// The allocated region that starts at `offset`, if there is one.
     public func region(at offset: UInt64) -> Region? {
-        allocatedNode(at: offset).map { Region(offset: offset, memoryClass: MemoryClass(rawValue: $0.class)) }
+        Self.allocatedNode(at: offset, in: allocated.span).map { Region(offset: offset, memoryClass: MemoryClass(rawValue: $0.class)) }
     }
 
     /// Every allocated region, in offset order.
     public var regions: [Region] {
         var result: [Region] = []
-        result.reserveCapacity(allocatedCount.reduce(0, +))
+        result.reserveCapacity(regionCount)
         collect(MemoryClass.largest.rawValue, 0, into: &result)
         return result
     }
@@ -152,12 +149,15 @@ public struct PoolAllocator: Sendable {
     }
 
     /// The class and slot of the allocated node that starts at `offset`.
-    private func allocatedNode(at offset: UInt64) -> (class: Int, slot: Int)? {
-        guard offset < Self.capacity, offset % MiB == 0 else { return nil }
+    /// Static, reading the bitmap through a `Span`: as a method called from
+    /// `release`, or taking the `InlineArray` itself, it made `release` copy
+    /// the struct or the bitmap (a `memcpy` of up to 2 KiB) on every call.
+    private static func allocatedNode(at offset: UInt64, in allocated: Span<UInt64>) -> (class: Int, slot: Int)? {
+        guard offset < capacity, offset % MiB == 0 else { return nil }
         for k in 0..<MemoryClass.count {
             guard offset % MemoryClass(rawValue: k).validSize == 0 else { return nil }
-            let slot = Self.slot(k, offset)
-            if isSet(allocated, k, slot) { return (k, slot) }
+            let slot = slot(k, offset)
+            if allocated[base(k) + slot >> 6] & bit(slot) != 0 { return (k, slot) }
         }
         return nil
     }
@@ -187,9 +187,15 @@ extension PoolAllocator {
         UInt64(slot) << UInt64(20 + 2 * k)
     }
 
+    /// The bit of `slot` in its bitmap word.
     @inline(__always)
-    private func isSet(_ bitmap: [UInt64], _ k: Int, _ slot: Int) -> Bool {
-        bitmap[Self.base(k) + slot >> 6] & (1 << UInt64(slot & 63)) != 0
+    private static func bit(_ slot: Int) -> UInt64 {
+        1 << UInt64(slot & 63)
+    }
+
+    @inline(__always)
+    private func isSet(_ bitmap: Bitmap, _ k: Int, _ slot: Int) -> Bool {
+        bitmap[Self.base(k) + slot >> 6] & Self.bit(slot) != 0
     }
 
     @inline(__always)
@@ -276,7 +282,7 @@ extension PoolAllocator {
     public var freeBytes: UInt64 { Self.capacity - usedBytes }
 
     /// How many regions are allocated.
-    public var regionCount: Int { allocatedCount.reduce(0, +) }
+    public var regionCount: Int { allocatedCount.indices.reduce(0) { $0 + allocatedCount[$1] } }
 
     /// The size of the largest region that can be allocated now; 0 when full.
     public var largestFree: UInt64 {
