@@ -31,17 +31,14 @@ public struct PoolAllocator: Sendable {
     /// 1024 in 16, class 2 256 in 4, and classes 3 to 6 fit in one word each
     /// (64 + 16 + 4 + 4 = 88 words).
     private typealias Bitmap = InlineArray<88, UInt64>
-    /// One value per class.
-    private typealias PerClass<Element> = InlineArray<7, Element>
 
     private var free = Bitmap(repeating: 0)
     private var allocated = Bitmap(repeating: 0)
     private var split = Bitmap(repeating: 0)
     /// Per class, bit `w` is set when word `w` of the class's free bitmap is non-zero.
-    private var freeWords = PerClass<UInt64>(repeating: 0)
-    private var freeCount = PerClass<Int>(repeating: 0)
-    private var allocatedCount = PerClass<Int>(repeating: 0)
-    private var splitCount = PerClass<Int>(repeating: 0)
+    /// (Counts per class are popcounts of the bitmaps, taken when asked for,
+    /// so the hot path keeps no counters.)
+    private var freeWords = InlineArray<7, UInt64>(repeating: 0)
 
     /// Makes a pool with one free 4 GiB region at offset 0.
     public init() {
@@ -87,7 +84,6 @@ public struct PoolAllocator: Sendable {
             guard free[index] & buddies == buddies else { break }
             free[index] &= ~buddies
             if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(first >> 6)) }
-            freeCount[k] -= 4
             k += 1
             slot >>= 2
             clearSplit(k, slot)
@@ -173,7 +169,7 @@ extension PoolAllocator {
         case 0: 0
         case 1: 64
         case 2: 80
-        default: 81 + k  // classes 3, 4, 5 and 6 own words 84, 85, 86 and 87
+        default: 81 + k  // classes 3, 4, 5 and 6 own words 84, 85, 86 and 87 (`base(7)` is the end)
         }
     }
 
@@ -185,6 +181,15 @@ extension PoolAllocator {
     @inline(__always)
     private static func offset(_ k: Int, _ slot: Int) -> UInt64 {
         UInt64(slot) << UInt64(20 + 2 * k)
+    }
+
+    /// How many bits of class `k` are set in one of the bitmaps.
+    private static func population(of bitmap: Span<UInt64>, _ k: Int) -> Int {
+        var total = 0
+        for index in base(k)..<base(k + 1) {
+            total += bitmap[index].nonzeroBitCount
+        }
+        return total
     }
 
     /// The bit of `slot` in its bitmap word.
@@ -202,7 +207,6 @@ extension PoolAllocator {
     private mutating func setFree(_ k: Int, _ slot: Int) {
         free[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
         freeWords[k] |= 1 << UInt64(slot >> 6)
-        freeCount[k] += 1
     }
 
     /// Marks the three buddies of `slot` free (the four children of a node
@@ -212,7 +216,6 @@ extension PoolAllocator {
         let first = slot & ~3
         free[Self.base(k) + first >> 6] |= (0xF & ~(1 << UInt64(slot & 3))) << UInt64(first & 63)
         freeWords[k] |= 1 << UInt64(first >> 6)
-        freeCount[k] += 3
     }
 
     @inline(__always)
@@ -220,31 +223,26 @@ extension PoolAllocator {
         let index = Self.base(k) + slot >> 6
         free[index] &= ~(1 << UInt64(slot & 63))
         if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(slot >> 6)) }
-        freeCount[k] -= 1
     }
 
     @inline(__always)
     private mutating func setAllocated(_ k: Int, _ slot: Int) {
         allocated[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
-        allocatedCount[k] += 1
     }
 
     @inline(__always)
     private mutating func clearAllocated(_ k: Int, _ slot: Int) {
         allocated[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
-        allocatedCount[k] -= 1
     }
 
     @inline(__always)
     private mutating func setSplit(_ k: Int, _ slot: Int) {
         split[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
-        splitCount[k] += 1
     }
 
     @inline(__always)
     private mutating func clearSplit(_ k: Int, _ slot: Int) {
         split[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
-        splitCount[k] -= 1
     }
 }
 
@@ -266,23 +264,23 @@ extension PoolAllocator {
         MemoryClass.all.map {
             ClassCounts(
                 memoryClass: $0,
-                free: freeCount[$0.rawValue],
-                allocated: allocatedCount[$0.rawValue],
-                split: splitCount[$0.rawValue]
+                free: Self.population(of: free.span, $0.rawValue),
+                allocated: Self.population(of: allocated.span, $0.rawValue),
+                split: Self.population(of: split.span, $0.rawValue)
             )
         }
     }
 
     /// Bytes handed out.
     public var usedBytes: UInt64 {
-        MemoryClass.all.reduce(0) { $0 + UInt64(allocatedCount[$1.rawValue]) * $1.validSize }
+        MemoryClass.all.reduce(0) { $0 + UInt64(Self.population(of: allocated.span, $1.rawValue)) * $1.validSize }
     }
 
     /// Bytes not handed out (possibly too fragmented to allocate in one piece).
     public var freeBytes: UInt64 { Self.capacity - usedBytes }
 
     /// How many regions are allocated.
-    public var regionCount: Int { allocatedCount.indices.reduce(0) { $0 + allocatedCount[$1] } }
+    public var regionCount: Int { MemoryClass.all.reduce(0) { $0 + Self.population(of: allocated.span, $1.rawValue) } }
 
     /// The size of the largest region that can be allocated now; 0 when full.
     public var largestFree: UInt64 {
