@@ -56,7 +56,7 @@ public struct PoolAllocator: Sendable {
         }
         guard k < MemoryClass.count else { throw .notEnoughSpace }
         let word = freeWords[k].trailingZeroBitCount
-        var slot = word << 6 | free[Self.base(k) + word].trailingZeroBitCount
+        var slot = word << 6 | free[unchecked: Self.base(k) + word].trailingZeroBitCount
         clearFree(k, slot)
         while k > wanted.rawValue {
             setSplit(k, slot)
@@ -79,11 +79,11 @@ public struct PoolAllocator: Sendable {
         setFree(k, slot)
         while k < MemoryClass.largest.rawValue {
             let first = slot & ~3
-            let index = Self.base(k) + first >> 6
-            let buddies: UInt64 = 0xF << UInt64(first & 63)
-            guard free[index] & buddies == buddies else { break }
-            free[index] &= ~buddies
-            if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(first >> 6)) }
+            let index = Self.word(k, first)
+            let buddies: UInt64 = 0xF &<< (first & 63)
+            guard free[unchecked: index] & buddies == buddies else { break }
+            free[unchecked: index] &= ~buddies
+            if free[unchecked: index] == 0 { freeWords[unchecked: k] &= ~(1 &<< (first >> 6)) }
             k += 1
             slot >>= 2
             clearSplit(k, slot)
@@ -195,7 +195,18 @@ extension PoolAllocator {
     /// The bit of `slot` in its bitmap word.
     @inline(__always)
     private static func bit(_ slot: Int) -> UInt64 {
-        1 << UInt64(slot & 63)
+        1 &<< (slot & 63)
+    }
+
+    /// Index of the word that holds `slot` of class `k` in each bitmap. The
+    /// hot paths read and write that word with `[unchecked:]`: `k` is a valid
+    /// class and `slot` one of its slots by construction (the tests run with
+    /// this assertion on), and the bounds checks cost more than the bit work.
+    @inline(__always)
+    private static func word(_ k: Int, _ slot: Int) -> Int {
+        let index = base(k) + slot >> 6
+        assert(k >= 0 && k < MemoryClass.count && index < base(k + 1), "slot \(slot) is not in class \(k)")
+        return index
     }
 
     @inline(__always)
@@ -205,8 +216,8 @@ extension PoolAllocator {
 
     @inline(__always)
     private mutating func setFree(_ k: Int, _ slot: Int) {
-        free[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
-        freeWords[k] |= 1 << UInt64(slot >> 6)
+        free[unchecked: Self.word(k, slot)] |= Self.bit(slot)
+        freeWords[unchecked: k] |= 1 &<< (slot >> 6)
     }
 
     /// Marks the three buddies of `slot` free (the four children of a node
@@ -214,35 +225,35 @@ extension PoolAllocator {
     @inline(__always)
     private mutating func setFree(_ k: Int, buddiesOf slot: Int) {
         let first = slot & ~3
-        free[Self.base(k) + first >> 6] |= (0xF & ~(1 << UInt64(slot & 3))) << UInt64(first & 63)
-        freeWords[k] |= 1 << UInt64(first >> 6)
+        free[unchecked: Self.word(k, first)] |= (0xF & ~(1 &<< (slot & 3))) &<< (first & 63)
+        freeWords[unchecked: k] |= 1 &<< (first >> 6)
     }
 
     @inline(__always)
     private mutating func clearFree(_ k: Int, _ slot: Int) {
-        let index = Self.base(k) + slot >> 6
-        free[index] &= ~(1 << UInt64(slot & 63))
-        if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(slot >> 6)) }
+        let index = Self.word(k, slot)
+        free[unchecked: index] &= ~(Self.bit(slot))
+        if free[unchecked: index] == 0 { freeWords[unchecked: k] &= ~(1 &<< (slot >> 6)) }
     }
 
     @inline(__always)
     private mutating func setAllocated(_ k: Int, _ slot: Int) {
-        allocated[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
+        allocated[unchecked: Self.word(k, slot)] |= Self.bit(slot)
     }
 
     @inline(__always)
     private mutating func clearAllocated(_ k: Int, _ slot: Int) {
-        allocated[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
+        allocated[unchecked: Self.word(k, slot)] &= ~(Self.bit(slot))
     }
 
     @inline(__always)
     private mutating func setSplit(_ k: Int, _ slot: Int) {
-        split[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
+        split[unchecked: Self.word(k, slot)] |= Self.bit(slot)
     }
 
     @inline(__always)
     private mutating func clearSplit(_ k: Int, _ slot: Int) {
-        split[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
+        split[unchecked: Self.word(k, slot)] &= ~(Self.bit(slot))
     }
 }
 
