@@ -6,6 +6,8 @@ import PackageDescription
 let package = Package(
     name: "regiond-benchmarks",
     dependencies: [
+        // A path dependency's identity is its folder's name (main, a clone's
+        // folder, CI's), so the root package is named here for `.product` below.
         .package(name: "regiond", path: ".."),
         // The MallocInterposer trait provides the malloc metrics.
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
