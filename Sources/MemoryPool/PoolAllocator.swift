@@ -20,34 +20,28 @@
 ///
 /// Allocation takes the smallest class with a free region and, in it, the
 /// lowest free slot: a find-first-set on a summary word (one bit per non-empty
-/// bitmap word), then on that word. Nothing is allocated on the heap after
-/// `init`.
+/// bitmap word), then on that word. All state lives inline in the struct
+/// (`InlineArray`), so nothing is ever allocated on the heap and the hot path
+/// has no copy-on-write uniqueness checks.
 public struct PoolAllocator: Sendable {
     /// The size of the device: one class-6 region.
     public static let capacity: UInt64 = 4 * GiB
 
-    /// Bitmap words per class: class 0 has 4096 slots in 64 words, class 1
-    /// 1024 in 16, class 2 256 in 4, and classes 3 to 6 fit in one word each.
-    private static let wordCount = 64 + 16 + 4 + 1 + 1 + 1 + 1
+    /// One bitmap of every class: class 0 has 4096 slots in 64 words, class 1
+    /// 1024 in 16, class 2 256 in 4, and classes 3 to 6 fit in one word each
+    /// (64 + 16 + 4 + 4 = 88 words).
+    private typealias Bitmap = InlineArray<88, UInt64>
 
-    private var free: [UInt64]
-    private var allocated: [UInt64]
-    private var split: [UInt64]
+    private var free = Bitmap(repeating: 0)
+    private var allocated = Bitmap(repeating: 0)
+    private var split = Bitmap(repeating: 0)
     /// Per class, bit `w` is set when word `w` of the class's free bitmap is non-zero.
-    private var freeWords: [UInt64]
-    private var freeCount: [Int]
-    private var allocatedCount: [Int]
-    private var splitCount: [Int]
+    /// (Counts per class are popcounts of the bitmaps, taken when asked for,
+    /// so the hot path keeps no counters.)
+    private var freeWords = InlineArray<7, UInt64>(repeating: 0)
 
     /// Makes a pool with one free 4 GiB region at offset 0.
     public init() {
-        free = Array(repeating: 0, count: Self.wordCount)
-        allocated = Array(repeating: 0, count: Self.wordCount)
-        split = Array(repeating: 0, count: Self.wordCount)
-        freeWords = Array(repeating: 0, count: MemoryClass.count)
-        freeCount = Array(repeating: 0, count: MemoryClass.count)
-        allocatedCount = Array(repeating: 0, count: MemoryClass.count)
-        splitCount = Array(repeating: 0, count: MemoryClass.count)
         setFree(6, 0)
     }
 
@@ -62,7 +56,7 @@ public struct PoolAllocator: Sendable {
         }
         guard k < MemoryClass.count else { throw .notEnoughSpace }
         let word = freeWords[k].trailingZeroBitCount
-        var slot = word << 6 | free[Self.base(k) + word].trailingZeroBitCount
+        var slot = word << 6 | free[unchecked: Self.base(k) + word].trailingZeroBitCount
         clearFree(k, slot)
         while k > wanted.rawValue {
             setSplit(k, slot)
@@ -78,19 +72,18 @@ public struct PoolAllocator: Sendable {
     /// buddies into their parent, up the tree.
     @discardableResult
     public mutating func release(offset: UInt64) throws(PoolError) -> Region {
-        guard let (found, foundSlot) = allocatedNode(at: offset) else { throw .notAllocated }
+        guard let (found, foundSlot) = Self.allocatedNode(at: offset, in: allocated.span) else { throw .notAllocated }
         var k = found
         var slot = foundSlot
         clearAllocated(k, slot)
         setFree(k, slot)
         while k < MemoryClass.largest.rawValue {
             let first = slot & ~3
-            let index = Self.base(k) + first >> 6
-            let buddies: UInt64 = 0xF << UInt64(first & 63)
-            guard free[index] & buddies == buddies else { break }
-            free[index] &= ~buddies
-            if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(first >> 6)) }
-            freeCount[k] -= 4
+            let index = Self.word(k, first)
+            let buddies: UInt64 = 0xF &<< (first & 63)
+            guard free[unchecked: index] & buddies == buddies else { break }
+            free[unchecked: index] &= ~buddies
+            if free[unchecked: index] == 0 { freeWords[unchecked: k] &= ~(1 &<< (first >> 6)) }
             k += 1
             slot >>= 2
             clearSplit(k, slot)
@@ -129,13 +122,13 @@ public struct PoolAllocator: Sendable {
 
     /// The allocated region that starts at `offset`, if there is one.
     public func region(at offset: UInt64) -> Region? {
-        allocatedNode(at: offset).map { Region(offset: offset, memoryClass: MemoryClass(rawValue: $0.class)) }
+        Self.allocatedNode(at: offset, in: allocated.span).map { Region(offset: offset, memoryClass: MemoryClass(rawValue: $0.class)) }
     }
 
     /// Every allocated region, in offset order.
     public var regions: [Region] {
         var result: [Region] = []
-        result.reserveCapacity(allocatedCount.reduce(0, +))
+        result.reserveCapacity(regionCount)
         collect(MemoryClass.largest.rawValue, 0, into: &result)
         return result
     }
@@ -152,12 +145,15 @@ public struct PoolAllocator: Sendable {
     }
 
     /// The class and slot of the allocated node that starts at `offset`.
-    private func allocatedNode(at offset: UInt64) -> (class: Int, slot: Int)? {
-        guard offset < Self.capacity, offset % MiB == 0 else { return nil }
+    /// Static, reading the bitmap through a `Span`: as a method called from
+    /// `release`, or taking the `InlineArray` itself, it made `release` copy
+    /// the struct or the bitmap (a `memcpy` of up to 2 KiB) on every call.
+    private static func allocatedNode(at offset: UInt64, in allocated: Span<UInt64>) -> (class: Int, slot: Int)? {
+        guard offset < capacity, offset % MiB == 0 else { return nil }
         for k in 0..<MemoryClass.count {
             guard offset % MemoryClass(rawValue: k).validSize == 0 else { return nil }
-            let slot = Self.slot(k, offset)
-            if isSet(allocated, k, slot) { return (k, slot) }
+            let slot = slot(k, offset)
+            if allocated[base(k) + slot >> 6] & bit(slot) != 0 { return (k, slot) }
         }
         return nil
     }
@@ -173,7 +169,7 @@ extension PoolAllocator {
         case 0: 0
         case 1: 64
         case 2: 80
-        default: 81 + k  // classes 3, 4, 5 and 6 own words 84, 85, 86 and 87
+        default: 81 + k  // classes 3, 4, 5 and 6 own words 84, 85, 86 and 87 (`base(7)` is the end)
         }
     }
 
@@ -187,16 +183,41 @@ extension PoolAllocator {
         UInt64(slot) << UInt64(20 + 2 * k)
     }
 
+    /// How many bits of class `k` are set in one of the bitmaps.
+    private static func population(of bitmap: Span<UInt64>, _ k: Int) -> Int {
+        var total = 0
+        for index in base(k)..<base(k + 1) {
+            total += bitmap[index].nonzeroBitCount
+        }
+        return total
+    }
+
+    /// The bit of `slot` in its bitmap word.
     @inline(__always)
-    private func isSet(_ bitmap: [UInt64], _ k: Int, _ slot: Int) -> Bool {
-        bitmap[Self.base(k) + slot >> 6] & (1 << UInt64(slot & 63)) != 0
+    private static func bit(_ slot: Int) -> UInt64 {
+        1 &<< (slot & 63)
+    }
+
+    /// Index of the word that holds `slot` of class `k` in each bitmap. The
+    /// hot paths read and write that word with `[unchecked:]`: `k` is a valid
+    /// class and `slot` one of its slots by construction (the tests run with
+    /// this assertion on), and the bounds checks cost more than the bit work.
+    @inline(__always)
+    private static func word(_ k: Int, _ slot: Int) -> Int {
+        let index = base(k) + slot >> 6
+        assert(k >= 0 && k < MemoryClass.count && index < base(k + 1), "slot \(slot) is not in class \(k)")
+        return index
+    }
+
+    @inline(__always)
+    private func isSet(_ bitmap: Bitmap, _ k: Int, _ slot: Int) -> Bool {
+        bitmap[Self.base(k) + slot >> 6] & Self.bit(slot) != 0
     }
 
     @inline(__always)
     private mutating func setFree(_ k: Int, _ slot: Int) {
-        free[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
-        freeWords[k] |= 1 << UInt64(slot >> 6)
-        freeCount[k] += 1
+        free[unchecked: Self.word(k, slot)] |= Self.bit(slot)
+        freeWords[unchecked: k] |= 1 &<< (slot >> 6)
     }
 
     /// Marks the three buddies of `slot` free (the four children of a node
@@ -204,41 +225,35 @@ extension PoolAllocator {
     @inline(__always)
     private mutating func setFree(_ k: Int, buddiesOf slot: Int) {
         let first = slot & ~3
-        free[Self.base(k) + first >> 6] |= (0xF & ~(1 << UInt64(slot & 3))) << UInt64(first & 63)
-        freeWords[k] |= 1 << UInt64(first >> 6)
-        freeCount[k] += 3
+        free[unchecked: Self.word(k, first)] |= (0xF & ~(1 &<< (slot & 3))) &<< (first & 63)
+        freeWords[unchecked: k] |= 1 &<< (first >> 6)
     }
 
     @inline(__always)
     private mutating func clearFree(_ k: Int, _ slot: Int) {
-        let index = Self.base(k) + slot >> 6
-        free[index] &= ~(1 << UInt64(slot & 63))
-        if free[index] == 0 { freeWords[k] &= ~(1 << UInt64(slot >> 6)) }
-        freeCount[k] -= 1
+        let index = Self.word(k, slot)
+        free[unchecked: index] &= ~(Self.bit(slot))
+        if free[unchecked: index] == 0 { freeWords[unchecked: k] &= ~(1 &<< (slot >> 6)) }
     }
 
     @inline(__always)
     private mutating func setAllocated(_ k: Int, _ slot: Int) {
-        allocated[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
-        allocatedCount[k] += 1
+        allocated[unchecked: Self.word(k, slot)] |= Self.bit(slot)
     }
 
     @inline(__always)
     private mutating func clearAllocated(_ k: Int, _ slot: Int) {
-        allocated[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
-        allocatedCount[k] -= 1
+        allocated[unchecked: Self.word(k, slot)] &= ~(Self.bit(slot))
     }
 
     @inline(__always)
     private mutating func setSplit(_ k: Int, _ slot: Int) {
-        split[Self.base(k) + slot >> 6] |= 1 << UInt64(slot & 63)
-        splitCount[k] += 1
+        split[unchecked: Self.word(k, slot)] |= Self.bit(slot)
     }
 
     @inline(__always)
     private mutating func clearSplit(_ k: Int, _ slot: Int) {
-        split[Self.base(k) + slot >> 6] &= ~(1 << UInt64(slot & 63))
-        splitCount[k] -= 1
+        split[unchecked: Self.word(k, slot)] &= ~(Self.bit(slot))
     }
 }
 
@@ -260,23 +275,23 @@ extension PoolAllocator {
         MemoryClass.all.map {
             ClassCounts(
                 memoryClass: $0,
-                free: freeCount[$0.rawValue],
-                allocated: allocatedCount[$0.rawValue],
-                split: splitCount[$0.rawValue]
+                free: Self.population(of: free.span, $0.rawValue),
+                allocated: Self.population(of: allocated.span, $0.rawValue),
+                split: Self.population(of: split.span, $0.rawValue)
             )
         }
     }
 
     /// Bytes handed out.
     public var usedBytes: UInt64 {
-        MemoryClass.all.reduce(0) { $0 + UInt64(allocatedCount[$1.rawValue]) * $1.validSize }
+        MemoryClass.all.reduce(0) { $0 + UInt64(Self.population(of: allocated.span, $1.rawValue)) * $1.validSize }
     }
 
     /// Bytes not handed out (possibly too fragmented to allocate in one piece).
     public var freeBytes: UInt64 { Self.capacity - usedBytes }
 
     /// How many regions are allocated.
-    public var regionCount: Int { allocatedCount.reduce(0, +) }
+    public var regionCount: Int { MemoryClass.all.reduce(0) { $0 + Self.population(of: allocated.span, $1.rawValue) } }
 
     /// The size of the largest region that can be allocated now; 0 when full.
     public var largestFree: UInt64 {
