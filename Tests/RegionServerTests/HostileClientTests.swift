@@ -52,7 +52,7 @@ import Testing
             let outcome = try RawClient.exchange(port: port, "GET", index.isMultiple(of: 2) ? "/pool" : "/regions")
             let took = ContinuousClock.now - started
             #expect(outcome.status == 200)
-            #expect(took < .seconds(1), "request \(index) took \(took) next to the slow client")
+            #expect(took < .seconds(2), "request \(index) took \(took) next to the slow client")
             Thread.sleep(forTimeInterval: 0.25)
         }
 
