@@ -156,6 +156,8 @@ public final class HTTPServer: @unchecked Sendable {
 
         let connection: OpaquePointer
         var body: [UInt8] = []
+        /// The body grew past the limit: the rest is dropped, the answer is 413.
+        var tooLarge = false
         let phase = Mutex<Phase>(.reading)
 
         init(connection: OpaquePointer) {
@@ -201,13 +203,23 @@ public final class HTTPServer: @unchecked Sendable {
         if uploadSize.pointee > 0 {
             let count = uploadSize.pointee
             uploadSize.pointee = 0
+            guard !exchange.tooLarge else { return .YES }
             guard exchange.body.count + count <= configuration.bodyLimit else {
-                // A chunked body that grew past the limit.
-                exchange.phase.withLock { $0 = .sent }
-                return queue(tooLarge(), on: connection)
+                // A chunked body that grew past the limit. libmicrohttpd
+                // 0.9.75 queues no response while a body is coming in
+                // (MHD_queue_response says NO and the connection is closed
+                // unanswered), so drop the rest as it arrives and answer 413
+                // on the final call.
+                exchange.tooLarge = true
+                exchange.body = []
+                return .YES
             }
             upload.map { exchange.body.append(contentsOf: UnsafeRawBufferPointer(start: $0, count: count)) }
             return .YES
+        }
+        if exchange.tooLarge {
+            exchange.phase.withLock { $0 = .sent }
+            return queue(tooLarge(), on: connection)
         }
         let ready: Response? = exchange.phase.withLock { phase in
             if case .ready(let response) = phase {
