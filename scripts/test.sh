@@ -27,3 +27,6 @@ echo "== Dockerfile"
 .build/venv/bin/hadolint Dockerfile
 scripts/check-healthcheck.sh
 scripts/check-docker-binary.sh
+
+echo "== soak (50,000 requests)"
+scripts/soak-short.sh
