@@ -73,6 +73,8 @@ started=$SECONDS
 status=0
 .build/venv/bin/schemathesis --config-file schemathesis.toml run openapi.yaml \
     --url "$url" \
+    --phases examples,coverage,fuzzing,stateful \
+    --checks all \
     --seed "$seed" \
     --max-examples "$max_examples" \
     --max-time "$max_time" \
