@@ -4,6 +4,17 @@ internal import MemoryPool
 struct AllocateBody: Decodable {
     let size: UInt64
     let label: String?
+
+    enum CodingKeys: String, CodingKey {
+        case size, label
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        size = try container.decode(UInt64.self, forKey: .size)
+        // A present label must be a string: `decodeIfPresent` would read `"label": null` as no label.
+        label = container.contains(.label) ? try container.decode(String.self, forKey: .label) : nil
+    }
 }
 
 /// A region on the wire: `{"offset", "size", "class"}` plus `"label"` when given.
