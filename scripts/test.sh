@@ -23,6 +23,9 @@ scripts/disk-full-test.sh --binary "$(swift build --show-bin-path)/regiond"
 echo "== openapi.yaml against the router"
 "$(swift build --show-bin-path)/regiond" --print-routes | .build/venv/bin/python scripts/check-openapi.py
 
+echo "== schemathesis"
+scripts/schemathesis.sh --binary "$(swift build --show-bin-path)/regiond"
+
 echo "== Dockerfile"
 .build/venv/bin/hadolint Dockerfile
 scripts/check-healthcheck.sh
