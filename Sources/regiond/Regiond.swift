@@ -92,14 +92,8 @@ struct Regiond: ParsableCommand {
         ) { request, respond in
             router.handle(request, respond: respond)
         }
-        do {
-            try server.start()
-        } catch {
-            logger.critical("cannot start: \(error)")
-            throw ExitCode(1)
-        }
-        print("listening on \(server.address)")
-        fflush(nil)
+        // Handlers first: a supervisor may signal as soon as it reads the
+        // address, and a signal before them would kill us or be lost.
         let stop: @Sendable (Int32) -> Void = { signal in
             logger.info("stopping", metadata: ["signal": "\(signal)"])
             server.shutdown()
@@ -113,6 +107,14 @@ struct Regiond: ParsableCommand {
             source.resume()
             return source
         }
+        do {
+            try server.start()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        print("listening on \(server.address)")
+        fflush(nil)
         withExtendedLifetime(sources) { dispatchMain() }
     }
 }
