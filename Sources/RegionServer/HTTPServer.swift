@@ -156,6 +156,8 @@ public final class HTTPServer: @unchecked Sendable {
 
         let connection: OpaquePointer
         var body: [UInt8] = []
+        /// The body grew past the limit; the rest is read and dropped.
+        var overflowed = false
         let phase = Mutex<Phase>(.reading)
 
         init(connection: OpaquePointer) {
@@ -201,13 +203,23 @@ public final class HTTPServer: @unchecked Sendable {
         if uploadSize.pointee > 0 {
             let count = uploadSize.pointee
             uploadSize.pointee = 0
+            guard !exchange.overflowed else { return .YES }
             guard exchange.body.count + count <= configuration.bodyLimit else {
-                // A chunked body that grew past the limit.
-                exchange.phase.withLock { $0 = .sent }
-                return queue(tooLarge(), on: connection)
+                // A chunked body that grew past the limit. libmicrohttpd
+                // 0.9.75 refuses a response until the whole request is in
+                // (MHD_queue_response answers NO, and returning NO here drops
+                // the connection with no answer), so read and drop the rest
+                // and answer 413 on the final call.
+                exchange.overflowed = true
+                exchange.body = []
+                return .YES
             }
             upload.map { exchange.body.append(contentsOf: UnsafeRawBufferPointer(start: $0, count: count)) }
             return .YES
+        }
+        if exchange.overflowed {
+            exchange.phase.withLock { $0 = .sent }
+            return queue(tooLarge(), on: connection)
         }
         let ready: Response? = exchange.phase.withLock { phase in
             if case .ready(let response) = phase {
