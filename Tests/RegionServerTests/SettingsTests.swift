@@ -139,6 +139,14 @@ import Testing
         }
     }
 
+    @Test func aBadLogLevelFlagIsNamed() {
+        #expect {
+            try resolve(["--log-level", "loud"], ["REGIOND_LOG_LEVEL": "debug"])
+        } throws: { error in
+            "\(error)".contains("--log-level") && "\(error)".contains("loud")
+        }
+    }
+
     @Test(arguments: [
         ["--port", "70000"], ["--port", "-1"], ["--threads", "0"], ["--max-connections", "0"],
         ["--connection-timeout", "0"], ["--max-connections-per-ip", "-1"], ["--in-memory", "--state-dir", "x"],
