@@ -82,6 +82,13 @@ struct Regiond: ParsableCommand {
     }
 
     func run() throws {
+        // Block SIGTERM and SIGINT before any thread starts (every thread
+        // inherits the mask); the main thread takes them with sigwait at the end.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGTERM)
+        sigaddset(&stopSignals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         let settings = try Settings.resolve(self, environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -147,20 +154,15 @@ struct Regiond: ParsableCommand {
         recovery.schedule(deadline: .now() + 1, repeating: 1)
         recovery.setEventHandler { service.recoverIfNeeded() }
         recovery.resume()
-        let stop: @Sendable (Int32) -> Void = { signal in
-            logger.info("stopping", metadata: ["signal": "\(signal)"])
-            server.shutdown()
-            journal?.close()
-            logger.info("stopped")
-            Foundation.exit(0)
-        }
-        let sources = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
-            source.setEventHandler { stop(number) }
-            source.resume()
-            return source
-        }
-        withExtendedLifetime((sources, recovery)) { dispatchMain() }
+
+        // SIGTERM and SIGINT have been blocked since start-up, so one sent at
+        // any moment waits here instead of killing us or getting lost.
+        var received: Int32 = 0
+        sigwait(&stopSignals, &received)
+        logger.info("stopping", metadata: ["signal": "\(received)"])
+        server.shutdown()
+        journal?.close()
+        recovery.cancel()
+        logger.info("stopped")
     }
 }

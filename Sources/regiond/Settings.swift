@@ -34,10 +34,13 @@ struct Settings: Equatable {
         settings.connectionTimeout =
             try options.connectionTimeout ?? lookup.integer("CONNECTION_TIMEOUT", in: 1...3600)
             ?? settings.connectionTimeout
-        if let level = options.logLevel ?? lookup.string("LOG_LEVEL") {
+        let (levelSource, level) =
+            options.logLevel.map { ("--log-level", $0) } ?? lookup.string("LOG_LEVEL").map { ("REGIOND_LOG_LEVEL", $0) }
+            ?? ("", nil)
+        if let level {
             guard let parsed = Logger.Level(rawValue: level) else {
                 throw ValidationError(
-                    "log level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \(level)")
+                    "\(levelSource) must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \(level)")
             }
             settings.logLevel = parsed
         }

@@ -1,0 +1,285 @@
+import Foundation
+import RegionServer
+import Testing
+
+/// Every route and every error of DESIGN §2, in-process, without sockets.
+@Suite struct RouterTests {
+    let api = InProcessAPI()
+
+    // MARK: - POST /regions
+
+    @Test func allocatingAnswers201WithLocationAndTheRegion() throws {
+        let response = api.allocate(5_000_000)
+        #expect(response.status == 201)
+        #expect(response.header("Content-Type") == "application/json")
+        #expect(response.header("Location") == "/regions/0")
+        #expect(try decode(RegionJSON.self, response) == RegionJSON(offset: 0, size: 16 * MiB, class: 2, label: nil))
+        #expect(jsonKeys(response.body) == ["offset", "size", "class"])
+        #expect(String(decoding: response.body, as: UTF8.self) == #"{"class":2,"offset":0,"size":16777216}"#)
+    }
+
+    @Test func allocatingAgainPicksTheLowestFreeOffsetOfTheClass() throws {
+        _ = api.allocate(MiB)
+        let second = api.allocate(MiB)
+        #expect(second.header("Location") == "/regions/1048576")
+        #expect(try decode(RegionJSON.self, second).offset == MiB)
+    }
+
+    // MARK: - GET /regions
+
+    @Test func listingIsSortedByOffset() throws {
+        _ = api.allocate(MiB)  // 0
+        _ = api.allocate(MiB)  // 1 MiB
+        #expect(api.send("DELETE", "/regions/0").status == 200)
+        #expect(api.allocate(4 * MiB).header("Location") == "/regions/4194304")
+        #expect(api.allocate(MiB).header("Location") == "/regions/0")
+        let list = api.send("GET", "/regions")
+        #expect(list.status == 200)
+        #expect(list.header("Content-Type") == "application/json")
+        #expect(jsonKeys(list.body) == ["regions"])
+        #expect(try api.regions().map(\.offset) == [0, MiB, 4 * MiB])
+        #expect(try api.regions().map(\.size) == [MiB, MiB, 4 * MiB])
+    }
+
+    @Test func listingAnEmptyPoolGivesAnEmptyArray() {
+        #expect(String(decoding: api.send("GET", "/regions").body, as: UTF8.self) == #"{"regions":[]}"#)
+    }
+
+    @Test func labelQueryFiltersTheList() throws {
+        _ = api.allocate(MiB, label: "vm-a")
+        _ = api.allocate(MiB, label: "vm-b")
+        _ = api.allocate(MiB)
+        _ = api.allocate(MiB, label: "vm-a")
+        #expect(try api.regions(label: "vm-a").map(\.offset) == [0, 3 * MiB])
+        #expect(try api.regions(label: "vm-b").map(\.offset) == [MiB])
+        #expect(try api.regions(label: "nobody").isEmpty)
+        #expect(try api.regions().count == 4)
+    }
+
+    // MARK: - GET and DELETE /regions/{offset}
+
+    @Test func gettingARegionReturnsIt() throws {
+        _ = api.allocate(MiB)
+        _ = api.allocate(64 * MiB)
+        let response = api.send("GET", "/regions/67108864")
+        #expect(response.status == 200)
+        #expect(try decode(RegionJSON.self, response) == RegionJSON(offset: 64 * MiB, size: 64 * MiB, class: 3, label: nil))
+    }
+
+    @Test(arguments: ["GET", "DELETE"])
+    func aBadOffsetIs400AndAFreeOneIs404(method: String) {
+        _ = api.allocate(MiB)
+        expectProblem(api.send(method, "/regions/x1"), 400, "invalid_offset")
+        expectProblem(api.send(method, "/regions/1048576"), 404, "not_allocated")
+        let problem = expectProblem(api.send(method, "/regions/1"), 404, "not_allocated")
+        #expect(problem?.detail == "no memory allocated at the given offset")
+    }
+
+    @Test func releasingReturnsTheRegionAndFreesIt() throws {
+        _ = api.allocate(MiB, label: "gone")
+        let released = api.send("DELETE", "/regions/0")
+        #expect(released.status == 200)
+        #expect(try decode(RegionJSON.self, released) == RegionJSON(offset: 0, size: MiB, class: 0, label: "gone"))
+        expectProblem(api.send("GET", "/regions/0"), 404, "not_allocated")
+        expectProblem(api.send("DELETE", "/regions/0"), 404, "not_allocated")
+        #expect(try api.pool() == .empty)
+    }
+
+    // MARK: - GET /pool
+
+    @Test func poolOfAFreshServiceIsOneFree4GiBRegion() throws {
+        let response = api.send("GET", "/pool")
+        #expect(response.status == 200)
+        #expect(jsonKeys(response.body) == ["capacity", "usedBytes", "freeBytes", "regionCount", "largestFree", "classes"])
+        #expect(try api.pool() == .empty)
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as! [String: Any]
+        for entry in object["classes"] as! [[String: Any]] {
+            #expect(Set(entry.keys) == ["class", "size", "free", "allocated", "split"])
+        }
+    }
+
+    @Test func poolCountsFreeAllocatedAndSplitRegionsPerClass() throws {
+        _ = api.allocate(MiB)
+        let pool = try api.pool()
+        #expect(pool.usedBytes == MiB)
+        #expect(pool.freeBytes == 4 * GiB - MiB)
+        #expect(pool.regionCount == 1)
+        #expect(pool.largestFree == GiB)
+        #expect(pool.classes.map(\.class) == Array(0..<7))
+        #expect(pool.classes.map(\.size) == (0..<7).map { MiB << (2 * UInt64($0)) })
+        #expect(pool.classes.map(\.free) == [3, 3, 3, 3, 3, 3, 0])
+        #expect(pool.classes.map(\.allocated) == [1, 0, 0, 0, 0, 0, 0])
+        #expect(pool.classes.map(\.split) == [0, 1, 1, 1, 1, 1, 1])
+    }
+
+    // MARK: - Probes and the spec
+
+    @Test(arguments: ["/livez", "/healthz", "/readyz"])
+    func probesAnswerOk(path: String) {
+        let response = api.send("GET", path)
+        #expect(response.status == 200)
+        #expect(response.header("Content-Type") == "application/json")
+        #expect(String(decoding: response.body, as: UTF8.self) == #"{"status":"ok"}"#)
+    }
+
+    @Test func openAPIIsExactlyTheTopLevelSpec() throws {
+        let spec = try Data(contentsOf: repositoryRoot.appendingPathComponent("openapi.yaml"))
+        let response = api.send("GET", "/openapi.yaml")
+        #expect(response.status == 200)
+        #expect(response.header("Content-Type") == "application/yaml")
+        #expect(response.body == Array(spec))
+    }
+
+    // MARK: - Unknown paths and methods
+
+    @Test(arguments: ["/", "/nope", "/regions/", "/regions/1/2", "/pool/", "/Regions", "regions", "", "/livez/x"])
+    func unknownPathsAre404NotFound(path: String) {
+        expectProblem(api.send("GET", path), 404, "not_found")
+    }
+
+    @Test(arguments: [
+        ("PUT", "/regions", "POST, GET"), ("PATCH", "/regions/0", "GET, DELETE"), ("POST", "/regions/0", "GET, DELETE"),
+        ("DELETE", "/regions", "POST, GET"), ("POST", "/pool", "GET"), ("DELETE", "/livez", "GET"),
+        ("POST", "/healthz", "GET"), ("PUT", "/readyz", "GET"), ("POST", "/openapi.yaml", "GET"), ("HEAD", "/pool", "GET"),
+    ])
+    func otherMethodsOnKnownPathsAre405WithAllow(method: String, path: String, allow: String) {
+        let response = api.send(method, path)
+        expectProblem(response, 405, "method_not_allowed")
+        let allowed = response.header("Allow")?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(Set(allowed ?? []) == Set(allow.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+    }
+
+    // MARK: - A full pool
+
+    @Test func fillingThePoolWith1MiBRegionsEndsIn409WithLargestFreeZero() throws {
+        var offsets = Set<UInt64>()
+        for _ in 0..<4096 {
+            let response = api.allocate(MiB)
+            #expect(response.status == 201)
+            offsets.insert(try decode(RegionJSON.self, response).offset)
+        }
+        #expect(offsets.count == 4096)
+        #expect(offsets == Set((0..<4096).map { UInt64($0) * MiB }))
+        let pool = try api.pool()
+        #expect(pool.largestFree == 0)
+        #expect(pool.freeBytes == 0)
+        #expect(pool.classes[0].allocated == 4096)
+        let before = api.stateBytes()
+        let problem = expectProblem(api.allocate(MiB), 409, "not_enough_space")
+        #expect(problem?.largestFree == 0)
+        #expect(problem?.detail == "not enough space")
+        #expect(api.stateBytes() == before)
+    }
+
+    @Test func a4GiBRequestFailsWhileLargestFreeIs1GiB() throws {
+        #expect(api.allocate(GiB).status == 201)
+        let problem = expectProblem(api.allocate(4 * GiB), 409, "not_enough_space")
+        #expect(problem?.largestFree == GiB)
+        #expect(jsonKeys(api.allocate(4 * GiB).body).contains("largestFree"))
+    }
+
+    @Test func onlyNotEnoughSpaceCarriesLargestFree() {
+        #expect(!jsonKeys(api.send("GET", "/regions/5").body).contains("largestFree"))
+        #expect(!jsonKeys(api.allocate(0).body).contains("largestFree"))
+    }
+
+    // MARK: - Idempotency-Key
+
+    @Test func repeatingAKeyReplaysTheSameRegion() throws {
+        let first = api.allocate(MiB, label: "l", key: "key-1")
+        #expect(first.status == 201)
+        let again = api.allocate(MiB, label: "l", key: "key-1")
+        #expect(again.status == 200)
+        #expect(again.header("Idempotent-Replayed") == "true")
+        #expect(again.header("Location") == first.header("Location"))
+        #expect(again.body == first.body)
+        #expect(first.header("Idempotent-Replayed") == nil)
+        #expect(try api.pool().regionCount == 1)
+    }
+
+    @Test func reusingAKeyWithAnotherSizeIs422() throws {
+        _ = api.allocate(MiB, key: "key-1")
+        let before = api.stateBytes()
+        expectProblem(api.allocate(4 * MiB, key: "key-1"), 422, "idempotency_key_reused")
+        #expect(api.stateBytes() == before)
+        #expect(api.allocate(4 * MiB, key: "key-2").status == 201)
+    }
+
+    @Test(arguments: ["", String(repeating: "k", count: 256), "a key", "ключ", "tab\there", "\u{7F}"])
+    func aBadKeyIs400InvalidRequest(key: String) {
+        _ = api.allocate(MiB)
+        let before = api.stateBytes()
+        expectProblem(api.allocate(MiB, key: key), 400, "invalid_request")
+        #expect(api.stateBytes() == before)
+    }
+
+    @Test(arguments: ["k", String(repeating: "k", count: 255), "!~", "550e8400-e29b-41d4-a716-446655440000"])
+    func aGoodKeyIsAccepted(key: String) {
+        #expect(api.allocate(MiB, key: key).status == 201)
+        #expect(api.allocate(MiB, key: key).status == 200)
+    }
+
+    @Test func aFailedRequestBindsNoKey() throws {
+        expectProblem(api.allocate(0, key: "k"), 400, "invalid_memory_class")
+        #expect(api.allocate(4 * GiB).status == 201)
+        expectProblem(api.allocate(MiB, key: "k"), 409, "not_enough_space")
+        #expect(api.send("DELETE", "/regions/0").status == 200)
+        let fresh = api.allocate(4 * MiB, key: "k")
+        #expect(fresh.status == 201)
+        #expect(fresh.header("Idempotent-Replayed") == nil)
+    }
+
+    @Test func releasingForgetsTheKey() throws {
+        #expect(api.allocate(MiB, key: "k").status == 201)
+        #expect(api.send("DELETE", "/regions/0").status == 200)
+        let other = api.allocate(4 * MiB, key: "k")
+        #expect(other.status == 201)
+        #expect(other.header("Idempotent-Replayed") == nil)
+        expectProblem(api.allocate(MiB, key: "k"), 422, "idempotency_key_reused")
+    }
+
+    // MARK: - Labels
+
+    @Test func theLabelIsStoredAndReturnedEverywhere() throws {
+        let expected = RegionJSON(offset: 0, size: MiB, class: 0, label: "vm-7 é")
+        #expect(try decode(RegionJSON.self, api.allocate(MiB, label: "vm-7 é")) == expected)
+        #expect(try decode(RegionJSON.self, api.send("GET", "/regions/0")) == expected)
+        #expect(try api.regions() == [expected])
+        #expect(try api.regions(label: "vm-7 é") == [expected])
+        #expect(try decode(RegionJSON.self, api.send("DELETE", "/regions/0")) == expected)
+    }
+
+    @Test(arguments: [
+        (String(repeating: "a", count: 256), 201), (String(repeating: "é", count: 128), 201),
+        (String(repeating: "a", count: 257), 400), (String(repeating: "é", count: 129), 400),
+        (String(repeating: "€", count: 86), 400), ("", 201),
+    ])
+    func labelsUpTo256UTF8BytesAreAccepted(label: String, status: Int) throws {
+        let response = api.allocate(MiB, label: label)
+        if status == 201 {
+            #expect(response.status == 201)
+            #expect(try decode(RegionJSON.self, response).label == label)
+        } else {
+            expectProblem(response, 400, "invalid_request")
+            #expect(try api.pool() == .empty)
+        }
+    }
+
+    // MARK: - Problem details
+
+    @Test func everyErrorIsAProblemDocument() {
+        _ = api.allocate(MiB, key: "k")
+        expectProblem(api.send("POST", "/regions", json: "{"), 400, "invalid_request")
+        expectProblem(api.allocate(0), 400, "invalid_memory_class")
+        expectProblem(api.allocate(4 * MiB, key: "k"), 422, "idempotency_key_reused")
+        expectProblem(api.send("GET", "/regions/a"), 400, "invalid_offset")
+        expectProblem(api.send("DELETE", "/regions/5"), 404, "not_allocated")
+        expectProblem(api.send("GET", "/x"), 404, "not_found")
+        expectProblem(api.send("PUT", "/pool"), 405, "method_not_allowed")
+        _ = api.allocate(4 * GiB)
+        _ = api.allocate(GiB)
+        _ = api.allocate(GiB)
+        _ = api.allocate(GiB)
+        expectProblem(api.allocate(GiB), 409, "not_enough_space")
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `regiond` executable, run as a child process.
+final class RegiondProcess {
+    let process = Process()
+    let port: Int
+    private let output = Pipe()
+
+    /// `.build/debug/regiond` next to the test bundle, or `<repo>/.build/debug/regiond`.
+    static var executable: URL? {
+        let bundleDirectory = Bundle.main.bundleURL
+        let candidates = [
+            bundleDirectory.appendingPathComponent("regiond"),
+            bundleDirectory.deletingLastPathComponent().appendingPathComponent("regiond"),
+            repositoryRoot.appendingPathComponent(".build/debug/regiond"),
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    /// Starts `regiond --port 0 --log-level error` in a temporary directory and waits for its address.
+    init() throws {
+        guard let executable = Self.executable else {
+            throw Failure(description: "regiond is not built: run `swift build` first (looked next to \(Bundle.main.bundleURL.path) and in \(repositoryRoot.path)/.build/debug)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("regiond-test-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        process.executableURL = executable
+        process.arguments = ["--port", "0", "--log-level", "error"]
+        process.currentDirectoryURL = directory
+        process.standardOutput = output
+        try process.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !seen.contains("\n") && Date() < deadline && process.isRunning {
+            let data = output.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            seen += String(decoding: data, as: UTF8.self)
+        }
+        guard let line = seen.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }),
+            let port = Int(line.split(separator: ":").last ?? "")
+        else {
+            process.terminate()
+            throw Failure(description: "regiond printed no address: \(seen)")
+        }
+        self.port = port
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    func signal(_ number: Int32) {
+        kill(process.processIdentifier, number)
+    }
+
+    /// Waits for the process to exit; false if it did not within the timeout.
+    func waitForExit(seconds: Double = 60) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return !process.isRunning
+    }
+
+    deinit {
+        if process.isRunning {
+            // Never leave a child behind: it holds the test runner's stderr open.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// Signals and child processes: one at a time.
+@Suite(.serialized) struct ShutdownTests {
+    @Test func theBuiltBinaryIsThere() {
+        #expect(RegiondProcess.executable != nil, "regiond is not built next to the tests: run `swift build`")
+    }
+
+    @Test func sigtermFinishesTheRequestInFlightAndExitsZero() async throws {
+        let regiond = try RegiondProcess()
+        let connection = try RawConnection(port: regiond.port)
+        let body = Array(#"{"size":    1048576}"#.utf8)
+        #expect(body.count == 20)
+        try connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\n")
+        try connection.send(Array(body[..<10]))
+        try await Task.sleep(for: .milliseconds(300))  // let the server take the headers
+        regiond.signal(SIGTERM)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(regiond.process.isRunning, "regiond waits for the request in flight")
+        try connection.send(Array(body[10...]))
+        let reply = try connection.readReply()
+        #expect(reply.status == 201)
+        #expect(try decode(RegionJSON.self, reply.body) == RegionJSON(offset: 0, size: MiB, class: 0, label: nil))
+        #expect(await regiond.waitForExit(), "regiond did not exit after SIGTERM")
+        #expect(regiond.process.terminationReason == .exit)
+        #expect(regiond.process.terminationStatus == 0)
+        #expect(throws: RawConnection.Failure.self) { try RawConnection(port: regiond.port) }
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT])
+    func anIdleServerExitsZeroOnSignal(_ number: Int32) async throws {
+        let regiond = try RegiondProcess()
+        let probe = try RawConnection(port: regiond.port)
+        try probe.send("GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        #expect(try probe.readReply().status == 200)
+        regiond.signal(number)
+        #expect(await regiond.waitForExit(), "regiond did not exit after signal \(number)")
+        #expect(regiond.process.terminationReason == .exit)
+        #expect(regiond.process.terminationStatus == 0)
+        #expect(throws: RawConnection.Failure.self) { try RawConnection(port: regiond.port) }
+    }
+
+    /// A supervisor may signal as soon as it reads the address: the handlers
+    /// must be in place by then: the signals are blocked before any thread
+    /// starts and taken with sigwait, so none is lost.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSignalRightAfterTheListeningLineExitsZero(_ number: Int32) async throws {
+        let regiond = try RegiondProcess()
+        defer { regiond.signal(SIGKILL) }
+        regiond.signal(number)
+        let exited = await regiond.waitForExit(seconds: 10)
+        #expect(exited, "regiond did not exit after signal \(number)")
+        if exited {
+            #expect(regiond.process.terminationReason == .exit, "killed by the signal: no handler yet")
+            #expect(regiond.process.terminationStatus == 0)
+        }
+    }
+}

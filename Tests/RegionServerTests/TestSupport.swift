@@ -1,0 +1,264 @@
+import Foundation
+import Logging
+import RegionServer
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A logger that drops everything, so test output stays readable.
+let quietLogger = Logger(label: "regiond-tests") { _ in SwiftLogNoOpLogHandler() }
+
+let MiB: UInt64 = 1 << 20
+let GiB: UInt64 = 1 << 30
+
+/// The repository's root, found from this file's path.
+let repositoryRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The region API over a fresh in-memory service, driven without sockets.
+struct InProcessAPI {
+    let router = RegionAPI.router(service: RegionService(logger: quietLogger), logger: quietLogger)
+
+    /// Sends a request and returns the response, which the in-memory service delivers synchronously.
+    func send(
+        _ method: String, _ path: String, query: [String: String] = [:],
+        headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> Response {
+        let delivered = Mutex<[Response]>([])
+        let request = Request(method: method, path: path, query: query, headers: headers, body: body)
+        router.handle(request) { response in delivered.withLock { $0.append(response) } }
+        let responses = delivered.withLock { $0 }
+        #expect(responses.count == 1, "exactly one response", sourceLocation: sourceLocation)
+        return responses.first ?? Response(status: 0)
+    }
+
+    func send(_ method: String, _ path: String, json: String, headers: [(name: String, value: String)] = []) -> Response {
+        send(method, path, headers: headers, body: Array(json.utf8))
+    }
+
+    /// `POST /regions` with a size, and a label and an idempotency key when given.
+    func allocate(_ size: UInt64, label: String? = nil, key: String? = nil) -> Response {
+        var object: [String: Any] = ["size": size]
+        if let label { object["label"] = label }
+        let body = try! JSONSerialization.data(withJSONObject: object)
+        return send("POST", "/regions", headers: key.map { [("Idempotency-Key", $0)] } ?? [], body: Array(body))
+    }
+
+    /// `GET /pool`, decoded.
+    func pool() throws -> PoolJSON {
+        try decode(PoolJSON.self, send("GET", "/pool"))
+    }
+
+    /// `GET /regions`, decoded.
+    func regions(label: String? = nil) throws -> [RegionJSON] {
+        try decode(RegionListJSON.self, send("GET", "/regions", query: label.map { ["label": $0] } ?? [:])).regions
+    }
+
+    /// The bodies of `GET /pool` and `GET /regions`: everything a failed request must leave alone.
+    func stateBytes() -> [[UInt8]] {
+        [send("GET", "/pool").body, send("GET", "/regions").body]
+    }
+}
+
+/// A region as the wire shows it.
+struct RegionJSON: Codable, Equatable, Sendable {
+    let offset: UInt64
+    let size: UInt64
+    let `class`: Int
+    let label: String?
+}
+
+struct RegionListJSON: Codable {
+    let regions: [RegionJSON]
+}
+
+/// `GET /pool` as the wire shows it.
+struct PoolJSON: Codable, Equatable {
+    struct ClassJSON: Codable, Equatable {
+        let `class`: Int
+        let size: UInt64
+        let free: Int
+        let allocated: Int
+        let split: Int
+    }
+    let capacity: UInt64
+    let usedBytes: UInt64
+    let freeBytes: UInt64
+    let regionCount: Int
+    let largestFree: UInt64
+    let classes: [ClassJSON]
+
+    /// The pool with nothing allocated: one free 4 GiB region.
+    static let empty = PoolJSON(
+        capacity: 4 * GiB, usedBytes: 0, freeBytes: 4 * GiB, regionCount: 0, largestFree: 4 * GiB,
+        classes: (0..<7).map { ClassJSON(class: $0, size: MiB << (2 * UInt64($0)), free: $0 == 6 ? 1 : 0, allocated: 0, split: 0) })
+}
+
+/// An RFC 9457 problem as regiond sends it.
+struct ProblemJSON: Codable {
+    let type: String
+    let title: String
+    let status: Int
+    let detail: String
+    let code: String
+    let largestFree: UInt64?
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ response: Response) throws -> T {
+    try JSONDecoder().decode(type, from: Data(response.body))
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+    try JSONDecoder().decode(type, from: Data(bytes))
+}
+
+/// The top-level keys of a JSON object body.
+func jsonKeys(_ bytes: [UInt8]) -> Set<String> {
+    guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return [] }
+    return Set(object.keys)
+}
+
+let reasonPhrases = [
+    400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+    413: "Content Too Large", 422: "Unprocessable Content", 503: "Service Unavailable",
+]
+
+/// Checks that `status`, `headers` and `body` are an RFC 9457 problem with this status and code.
+@discardableResult
+func expectProblem(
+    status: Int, headers: (String) -> String?, body: [UInt8], _ expectedStatus: Int, _ code: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) -> ProblemJSON? {
+    #expect(status == expectedStatus, "status", sourceLocation: sourceLocation)
+    #expect(headers("Content-Type") == "application/problem+json", sourceLocation: sourceLocation)
+    guard let problem = try? decode(ProblemJSON.self, body) else {
+        Issue.record("not a problem body: \(String(decoding: body, as: UTF8.self))", sourceLocation: sourceLocation)
+        return nil
+    }
+    #expect(problem.type == "about:blank", sourceLocation: sourceLocation)
+    #expect(problem.title == reasonPhrases[expectedStatus], sourceLocation: sourceLocation)
+    #expect(problem.status == expectedStatus, sourceLocation: sourceLocation)
+    #expect(problem.status == status, sourceLocation: sourceLocation)
+    #expect(!problem.detail.isEmpty, sourceLocation: sourceLocation)
+    #expect(problem.code == code, sourceLocation: sourceLocation)
+    #expect(
+        jsonKeys(body).isSubset(of: ["type", "title", "status", "detail", "code", "largestFree"]),
+        sourceLocation: sourceLocation)
+    return problem
+}
+
+@discardableResult
+func expectProblem(
+    _ response: Response, _ status: Int, _ code: String, sourceLocation: SourceLocation = #_sourceLocation
+) -> ProblemJSON? {
+    expectProblem(
+        status: response.status, headers: response.header, body: response.body, status, code,
+        sourceLocation: sourceLocation)
+}
+
+// MARK: - Raw sockets
+
+/// A blocking TCP connection to 127.0.0.1 that speaks just enough HTTP/1.1 for the tests.
+final class RawConnection {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// A parsed response.
+    struct Reply {
+        let status: Int
+        let headers: [(name: String, value: String)]
+        let body: [UInt8]
+        func header(_ name: String) -> String? {
+            headers.first { $0.name.lowercased() == name.lowercased() }?.value
+        }
+    }
+
+    /// Connects, or throws (ECONNREFUSED when nothing listens).
+    init(port: Int, timeoutSeconds: Int = 30) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(errno)") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            let code = errno
+            close(fd)
+            throw Failure(description: "connect: \(String(cString: strerror(code)))")
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) throws { try send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            // MSG_NOSIGNAL: a server that closed early must not kill the test process with SIGPIPE.
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+    }
+
+    /// Whether a response (or end of stream) is waiting to be read within `milliseconds`.
+    func isReadable(within milliseconds: Int32) -> Bool {
+        if !buffer.isEmpty { return true }
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, milliseconds) > 0
+    }
+
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else {
+            throw Failure(description: n == 0 ? "connection closed" : "recv: \(String(cString: strerror(errno)))")
+        }
+        buffer.append(contentsOf: chunk[..<n])
+    }
+
+    /// Reads one response with a Content-Length body.
+    func readReply() throws -> Reply {
+        let separator: [UInt8] = Array("\r\n\r\n".utf8)
+        var end: Int?
+        while end == nil {
+            if buffer.count >= 4 {
+                end = (0...(buffer.count - 4)).first { Array(buffer[$0..<($0 + 4)]) == separator }
+            }
+            if end == nil { try fill() }
+        }
+        let head = String(decoding: buffer[..<end!], as: UTF8.self)
+        buffer.removeFirst(end! + 4)
+        let lines = head.components(separatedBy: "\r\n")
+        let statusParts = lines[0].split(separator: " ")
+        guard statusParts.count >= 2, let status = Int(statusParts[1]) else {
+            throw Failure(description: "bad status line \(lines[0])")
+        }
+        let headers = lines.dropFirst().compactMap { line -> (name: String, value: String)? in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        let length = headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) } ?? 0
+        while buffer.count < length { try fill() }
+        let body = Array(buffer[..<length])
+        buffer.removeFirst(length)
+        return Reply(status: status, headers: headers, body: body)
+    }
+}
