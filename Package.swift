@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "MemoryPool", targets: ["MemoryPool"]),
         .executable(name: "regiond", targets: ["regiond"]),
+        .executable(name: "RegionFuzz", targets: ["RegionFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,6 +48,14 @@ let package = Package(
             dependencies: [
                 "RegionServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "RegionFuzz",
+            dependencies: [
+                "RegionServer",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
