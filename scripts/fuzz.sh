@@ -10,7 +10,8 @@ seconds=${1:-60}
 scratch=.build-fuzz
 
 echo "== building RegionFuzz (fuzzer + address sanitizer)"
-swift build -c debug --sanitize=fuzzer --sanitize=address --product RegionFuzz --scratch-path "$scratch" 2>&1 \
+swift build -c debug --sanitize=fuzzer --sanitize=address --product RegionFuzz --scratch-path "$scratch" \
+    -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table 2>&1 \
     | grep -Ev 'warning: Cannot export local symbol' | tail -3
 
 work="$scratch/corpus"
