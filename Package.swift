@@ -70,6 +70,7 @@ let package = Package(
             dependencies: [
                 "RegionServer",
                 "regiond",
+                "RegionFuzz",
                 "MemoryPool",
                 .product(name: "Logging", package: "swift-log"),
             ],

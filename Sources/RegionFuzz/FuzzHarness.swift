@@ -9,6 +9,8 @@ internal import Synchronization
 final class FuzzHarness: Sendable {
     /// Above this many regions the harness releases them all, so inputs stay cheap.
     static let regionLimit = 256
+    /// The one harness of the fuzzer process: its state carries over between inputs.
+    static let shared = FuzzHarness()
 
     let open: Router
     let guarded: Router
