@@ -8,8 +8,11 @@ export REGIOND_QUICK=1
 
 run() {
     local name=$1
-    shift
-    local log=".build-$name.log"
+    local scratch=$2
+    local log="$scratch/sanitizer-test.log"
+    shift 2
+    mkdir -p "$scratch"
+
     local start=$SECONDS
     echo "== swift test --sanitize=$name"
     if ! "$@" >"$log" 2>&1; then
@@ -21,6 +24,6 @@ run() {
     echo "$name: clean in $((SECONDS - start))s"
 }
 
-run thread swift test --sanitize=thread --scratch-path .build-tsan
+run thread .build-tsan swift test --sanitize=thread --scratch-path .build-tsan
 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
-    run address swift test --sanitize=address --scratch-path .build-asan
+    run address .build-asan swift test --sanitize=address --scratch-path .build-asan
