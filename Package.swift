@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "MemoryPool", targets: ["MemoryPool"]),
         .executable(name: "regiond", targets: ["regiond"]),
+        .executable(name: "RegionFuzz", targets: ["RegionFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -51,6 +52,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "RegionFuzz",
+            dependencies: [
+                "RegionServer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MemoryPoolTests",
             dependencies: ["MemoryPool"],
@@ -61,6 +70,7 @@ let package = Package(
             dependencies: [
                 "RegionServer",
                 "regiond",
+                "RegionFuzz",
                 "MemoryPool",
                 .product(name: "Logging", package: "swift-log"),
             ],
