@@ -109,7 +109,14 @@ public final class Journal: @unchecked Sendable {
         let lockPath = directory + "/" + StateFiles.lockName
         let descriptor = try Syscall.open(lockPath, O_RDWR | O_CREAT)
         do throws(JournalError) {
-            guard try Syscall.tryLockExclusive(descriptor, path: lockPath) else {
+            // Retry for a moment: a child another thread is forking holds a
+            // copy of a just-closed lock descriptor until it execs.
+            var locked = try Syscall.tryLockExclusive(descriptor, path: lockPath)
+            for _ in 0..<20 where !locked {
+                usleep(50_000)
+                locked = try Syscall.tryLockExclusive(descriptor, path: lockPath)
+            }
+            guard locked else {
                 let holder = (try? Syscall.readAll(lockPath)).flatMap {
                     Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
                 }

@@ -104,10 +104,8 @@ public enum RegionAPI {
 
     /// Reads `{"size": N, "label": "..."}`; anything else is `invalid_request`.
     static func decodeAllocation(_ body: [UInt8]) throws(HTTPError) -> AllocateBody {
-        let decoded: AllocateBody
-        do {
-            decoded = try JSON.decode(AllocateBody.self, from: body)
-        } catch {
+        // Foundation's decoder lets some invalid JSON through (a trailing comma).
+        guard JSONSyntax.isValid(body), let decoded = try? JSON.decode(AllocateBody.self, from: body) else {
             throw HTTPError(
                 400, "invalid_request",
                 "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""

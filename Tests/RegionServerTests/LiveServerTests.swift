@@ -14,8 +14,8 @@ final class LiveServer: Sendable {
     let session: URLSession
 
     init() throws {
-        let service = RegionService(logger: quietLogger)
-        let router = RegionAPI.router(service: service, logger: quietLogger)
+        let service = RegionService(journal: nil, logger: quietLogger)
+        let router = RegionAPI.router(service: service, metrics: RegionMetrics(), logger: quietLogger)
         server = HTTPServer(configuration: .init(endpoint: .tcp(host: "127.0.0.1", port: 0)), logger: quietLogger) {
             request, respond in router.handle(request, respond: respond)
         }

@@ -20,7 +20,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath)
 
 /// The region API over a fresh in-memory service, driven without sockets.
 struct InProcessAPI {
-    let router = RegionAPI.router(service: RegionService(logger: quietLogger), logger: quietLogger)
+    let router = RegionAPI.router(service: RegionService(journal: nil, logger: quietLogger), metrics: RegionMetrics(), logger: quietLogger)
 
     /// Sends a request and returns the response, which the in-memory service delivers synchronously.
     func send(
