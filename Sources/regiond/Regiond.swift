@@ -72,13 +72,14 @@ struct Regiond: ParsableCommand {
         } catch {
             throw ValidationError("cannot read the token file \(path): \(error.localizedDescription)")
         }
-        var token = Substring(contents)
-        if token.hasSuffix("\n") { token = token.dropLast() }
-        if token.hasSuffix("\r") { token = token.dropLast() }
-        guard !token.isEmpty, token.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+        // On bytes: "\r\n" is one Character, so String's hasSuffix("\n") misses it.
+        var token = Array(contents.utf8)
+        if token.last == UInt8(ascii: "\n") { token.removeLast() }
+        if token.last == UInt8(ascii: "\r") { token.removeLast() }
+        guard !token.isEmpty, token.allSatisfy({ (0x21...0x7E).contains($0) }) else {
             throw ValidationError("the token file \(path) must hold one token of visible ASCII characters")
         }
-        return String(token)
+        return String(decoding: token, as: UTF8.self)
     }
 
     func run() throws {
