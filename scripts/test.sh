@@ -2,6 +2,8 @@
 # Every test of regiond: what `make test` and CI run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+trap 'echo "== make test: $((SECONDS - started)) s"' EXIT
 
 scripts/install-deps.sh
 
@@ -33,3 +35,9 @@ scripts/check-docker-binary.sh
 
 echo "== soak (50,000 requests)"
 scripts/soak-short.sh
+
+echo "== sanitizers (thread, address)"
+scripts/sanitizers.sh
+
+echo "== fuzz (60 s)"
+scripts/fuzz.sh 60

@@ -158,7 +158,7 @@ public final class HTTPServer: @unchecked Sendable {
         var body: [UInt8] = []
         /// The body grew past the limit: the rest is dropped, the answer is 413.
         var tooLarge = false
-        let phase = Mutex<Phase>(.reading)
+        let phase = Locked<Phase>(.reading)
 
         init(connection: OpaquePointer) {
             self.connection = connection

@@ -3,14 +3,13 @@ internal import Foundation
 internal import Glibc
 public import Logging
 public import MemoryPool
-internal import Synchronization
 
 /// The durable state of the pool: an append-only journal of checksummed
 /// records, written by one thread with group commit, and compacted now and
 /// then into a snapshot. See ``StateFiles`` for the files and their format.
 ///
 /// `@unchecked Sendable`: everything callers share lives in `state`, behind a
-/// `Mutex`. The open journal file (`current`) and the pending snapshot are
+/// lock (`Locked`). The open journal file (`current`) and the pending snapshot are
 /// touched only by the writer thread — by `load` before it starts it, and by
 /// `close` after it has stopped.
 public final class Journal: @unchecked Sendable {
@@ -25,7 +24,7 @@ public final class Journal: @unchecked Sendable {
     /// The open `DIR/lock`, flock'd while this journal lives.
     private let lockDescriptor: Int32
     /// What callers and the writer thread share.
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Wakes the writer thread when it sleeps and there is work.
     private let wake = DispatchSemaphore(value: 0)
     /// Signalled by the writer thread when it has stopped.

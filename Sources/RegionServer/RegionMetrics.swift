@@ -1,7 +1,6 @@
 internal import CoreMetrics
 internal import MemoryPool
 internal import Prometheus
-internal import Synchronization
 
 /// The Prometheus metrics of one server, made through swift-metrics with the
 /// swift-prometheus backend on a registry of its own (no process-global
@@ -20,9 +19,9 @@ public final class RegionMetrics: Sendable {
     }
 
     /// Request counters and duration timers, made once per label set.
-    private let requestMetrics = Mutex<[RequestKey: (counter: CoreMetrics.Counter, timer: CoreMetrics.Timer)]>([:])
+    private let requestMetrics = Locked<[RequestKey: (counter: CoreMetrics.Counter, timer: CoreMetrics.Timer)]>([:])
     private let allocations: CoreMetrics.Counter
-    private let failures = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let failures = Locked<[String: CoreMetrics.Counter]>([:])
     private let fsyncs: CoreMetrics.Counter
     private let fsyncDuration: CoreMetrics.Timer
 
