@@ -9,33 +9,6 @@ import Testing
 import Glibc
 #endif
 
-/// Keeps every log line (message and metadata), to check what reaches the log.
-final class CapturedLog: Sendable {
-    let lines = Mutex<[String]>([])
-
-    var logger: Logger {
-        var logger = Logger(label: "captured") { _ in CapturingHandler(log: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    struct CapturingHandler: LogHandler {
-        let log: CapturedLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let line = "\(event.level) \(event.message) \(event.metadata ?? [:])"
-            log.lines.withLock { $0.append(line) }
-        }
-    }
-}
-
 /// Sends one request through `router` and returns the response.
 private func send(_ router: Router, _ method: String, _ path: String, headers: [(name: String, value: String)] = [], body: String = "") -> Response {
     let delivered = Mutex<Response?>(nil)
@@ -47,7 +20,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
 
 @Suite struct BearerTokenTests {
     static let token = "s3cret-token-0123456789"
-    let log = CapturedLog()
+    let log = LogCapture()
     let router: Router
 
     init() {
@@ -94,7 +67,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
         _ = send(router, "POST", "/regions", headers: authorized, body: #"{"size":0}"#)
         _ = send(router, "GET", "/regions", headers: [("Authorization", "Bearer \(Self.token)-almost")])
         _ = send(router, "GET", "/nowhere", headers: [("Authorization", "Bearer \(Self.token)")])
-        let lines = log.lines.withLock { $0 }
+        let lines = log.messages.map(\.text)
         #expect(lines.contains { $0.contains("unauthorized") })
         #expect(lines.contains { $0.contains("allocated") })
         #expect(!lines.contains { $0.contains("s3cret") })
@@ -146,7 +119,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
     }
 
     @Test func aSmallExpositionIsExactlyThis() {
-        let log = CapturedLog()
+        let log = LogCapture()
         let metrics = RegionMetrics()
         let router = RegionAPI.router(service: RegionService(journal: nil, logger: log.logger), metrics: metrics, logger: log.logger)
         _ = send(router, "POST", "/regions", body: #"{"size":1048576}"#)
@@ -198,7 +171,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
     }
 
     @Test func routesAreLabelledByTemplateNeverByOffset() {
-        let log = CapturedLog()
+        let log = LogCapture()
         let router = RegionAPI.router(
             service: RegionService(journal: nil, logger: log.logger), metrics: RegionMetrics(), logger: log.logger)
         _ = send(router, "GET", "/regions/123456789")
