@@ -76,19 +76,20 @@ public struct PoolAllocator: Sendable {
         var k = found
         var slot = foundSlot
         clearAllocated(k, slot)
-        setFree(k, slot)
+        // Climb while the node's three buddies are free: they merge into the
+        // parent. Only the node where the climb stops is marked free.
         while k < MemoryClass.largest.rawValue {
             let first = slot & ~3
             let index = Self.word(k, first)
-            let buddies: UInt64 = 0xF &<< (first & 63)
+            let buddies: UInt64 = (0xF & ~(1 &<< (slot & 3))) &<< (first & 63)
             guard free[unchecked: index] & buddies == buddies else { break }
             free[unchecked: index] &= ~buddies
             if free[unchecked: index] == 0 { freeWords[unchecked: k] &= ~(1 &<< (first >> 6)) }
             k += 1
             slot >>= 2
             clearSplit(k, slot)
-            setFree(k, slot)
         }
+        setFree(k, slot)
         return Region(offset: offset, memoryClass: MemoryClass(rawValue: found))
     }
 
