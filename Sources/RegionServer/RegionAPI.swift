@@ -45,15 +45,8 @@ public enum RegionAPI {
             }
             service.allocate(size: body.size, label: body.label, key: key) { result in
                 switch result {
-                case .success(.created):
-                    metrics.recordAllocation()
-                case .success(.replayed):
-                    break
-                case .failure(let error):
-                    metrics.recordAllocationFailure(reason: error.code)
-                }
-                switch result {
                 case .success(.created(let region)):
+                    metrics.recordAllocation()
                     respond(JSON.response(201, RegionBody(region), headers: [("Location", "/regions/\(region.offset)")]))
                 case .success(.replayed(let region)):
                     respond(
@@ -61,6 +54,7 @@ public enum RegionAPI {
                             200, RegionBody(region),
                             headers: [("Location", "/regions/\(region.offset)"), ("Idempotent-Replayed", "true")]))
                 case .failure(let error):
+                    metrics.recordAllocationFailure(reason: error.code)
                     respond(error.response)
                 }
             }
