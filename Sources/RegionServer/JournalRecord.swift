@@ -10,13 +10,19 @@ public struct SavedRegion: Hashable, Sendable {
     public var label: String?
     /// The `Idempotency-Key` of the request that allocated it, if any.
     public var idempotencyKey: String?
+    /// The size that request asked for (a repeat must ask for the same), if known.
+    public var requestedSize: UInt64?
 
     /// Makes a saved region.
-    public init(offset: UInt64, memoryClass: MemoryClass, label: String? = nil, idempotencyKey: String? = nil) {
+    public init(
+        offset: UInt64, memoryClass: MemoryClass, label: String? = nil, idempotencyKey: String? = nil,
+        requestedSize: UInt64? = nil
+    ) {
         self.offset = offset
         self.memoryClass = memoryClass
         self.label = label
         self.idempotencyKey = idempotencyKey
+        self.requestedSize = requestedSize
     }
 }
 
@@ -32,7 +38,8 @@ public enum JournalRecord: Hashable, Sendable {
 //
 // Record:  [payload length UInt32 LE][CRC32C of payload UInt32 LE][payload]
 // Payload: type (1 allocate, 2 release), offset UInt64 LE, and for allocate:
-//          class byte, label, idempotency key.
+//          class byte, requested size UInt64 LE (0 when unknown: no request
+//          asks for 0 bytes and succeeds), label, idempotency key.
 // String:  UInt16 LE byte count (0xFFFF means nil), then the UTF-8 bytes.
 
 extension JournalRecord {
@@ -45,7 +52,7 @@ extension JournalRecord {
     /// The shortest payload: a release.
     static let minimumPayloadSize = 9
     /// The longest payload: an allocate with two strings of the longest length.
-    static let maximumPayloadSize = 1 + 8 + 1 + 2 * (2 + Int(UInt16.max - 1))
+    static let maximumPayloadSize = 1 + 8 + 1 + 8 + 2 * (2 + Int(UInt16.max - 1))
 
     /// Whether the label and key fit the format's 16-bit string lengths.
     var isEncodable: Bool {
@@ -96,11 +103,13 @@ extension SavedRegion {
         (label?.utf8.count ?? 0) < Int(UInt16.max) && (idempotencyKey?.utf8.count ?? 0) < Int(UInt16.max)
     }
 
-    /// Appends offset, class, label and key: the body of an allocate record and a snapshot entry.
+    /// Appends offset, class, requested size, label and key: the body of an
+    /// allocate record and a snapshot entry.
     func append(to bytes: inout [UInt8]) {
         precondition(isEncodable, "append checks isEncodable before a region is saved")
         bytes.appendLittleEndian(offset)
         bytes.append(UInt8(truncatingIfNeeded: memoryClass.rawValue))
+        bytes.appendLittleEndian(requestedSize ?? 0)
         bytes.appendString(label)
         bytes.appendString(idempotencyKey)
     }
@@ -195,8 +204,11 @@ struct ByteReader {
     mutating func savedRegion() throws(MalformedBytes) -> SavedRegion {
         let offset = try uint64()
         let memoryClass = MemoryClass(rawValue: Int(try uint8()))
+        let requestedSize = try uint64()
         let label = try string()
         let key = try string()
-        return SavedRegion(offset: offset, memoryClass: memoryClass, label: label, idempotencyKey: key)
+        return SavedRegion(
+            offset: offset, memoryClass: memoryClass, label: label, idempotencyKey: key,
+            requestedSize: requestedSize == 0 ? nil : requestedSize)
     }
 }

@@ -68,7 +68,7 @@ public final class RegionService: @unchecked Sendable {
         let (result, sequence): (Result<Allocation, HTTPError>, UInt64?) = queue.sync {
             guard loaded else { return (.failure(Self.loading), nil) }
             if let key, let offset = keys[key], let earlier = saved[offset] {
-                guard earlier.memoryClass == memoryClass(for: size), earlier.label == label else {
+                guard earlier.requestedSize == size, earlier.label == label else {
                     return (
                         .failure(
                             HTTPError(
@@ -87,7 +87,8 @@ public final class RegionService: @unchecked Sendable {
                 return (.failure(poolError(error)), nil)
             }
             let entry = SavedRegion(
-                offset: region.offset, memoryClass: region.memoryClass, label: label, idempotencyKey: key)
+                offset: region.offset, memoryClass: region.memoryClass, label: label, idempotencyKey: key,
+                requestedSize: key == nil ? nil : size)
             apply(.allocate(entry))
             guard let sequence = journal.map({ append(.allocate(entry), $0) }) else {
                 return (.success(.created(entry)), nil)

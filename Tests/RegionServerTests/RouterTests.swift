@@ -283,3 +283,16 @@ import Testing
         expectProblem(api.allocate(GiB), 409, "not_enough_space")
     }
 }
+
+@Suite struct IdempotencySizeTests {
+    /// The key binds the exact request, not only its class: 1 MiB and 1 byte
+    /// both get a class-0 region, but they are different requests.
+    @Test func aKeyReusedWithAnotherSizeOfTheSameClassIs422() {
+        let api = InProcessAPI()
+        #expect(api.allocate(MiB, key: "k").status == 201)
+        #expect(api.allocate(MiB, key: "k").status == 200)
+        let reused = api.allocate(1, key: "k")
+        #expect(reused.status == 422)
+        #expect(reused.problemCode == "idempotency_key_reused")
+    }
+}
