@@ -315,7 +315,10 @@ def check_state(port, model, cycle, rng):
         r = extras.get(offset)
         if r is not None and same(r, m):
             extras.pop(offset)
-            model.live[offset] = m  # the release did not happen
+            # The release did not happen, or it did and an unlabelled in-flight
+            # allocation of the same class took the offset again: without a
+            # label the two look alike, so the key is not checked.
+            model.live[offset] = m if m["label"] is not None else dict(m, key=None)
         else:
             releases_done += 1     # it did (the offset may now hold an in-flight allocation)
 
