@@ -196,20 +196,24 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
         }
     }
 
-    /// Sends one HTTP/1.0 request over the socket and returns the whole reply.
-    func ask(_ request: String) throws -> String {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+    /// Runs `call` (connect or bind) on `fd` with the socket path's address.
+    func withAddress(_ fd: Int32, _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: path.utf8)
             raw[path.utf8.count] = 0
         }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    /// Sends one HTTP/1.0 request over the socket and returns the whole reply.
+    func ask(_ request: String) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        guard withAddress(fd, connect) == 0 else { throw POSIXError(.ECONNREFUSED) }
         _ = request.withCString { write(fd, $0, strlen($0)) }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -244,16 +248,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
     @Test func aStaleSocketIsReplacedButALiveOneIsNot() throws {
         // A socket file nobody listens on: bound, then closed.
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        #expect(bound == 0)
+        #expect(withAddress(stale, bind) == 0)
         close(stale)
         let first = server()
         try first.start()
