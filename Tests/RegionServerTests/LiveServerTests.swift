@@ -69,7 +69,7 @@ func expectProblem(_ reply: LiveServer.Reply, _ status: Int, _ code: String, sou
     expectProblem(status: reply.status, headers: reply.header, body: reply.body, status, code, sourceLocation: sourceLocation)
 }
 
-func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, sourceLocation: SourceLocation = #_sourceLocation) -> ProblemJSON? {
+func expectProblem(_ reply: RawResponse, _ status: Int, _ code: String, sourceLocation: SourceLocation = #_sourceLocation) -> ProblemJSON? {
     expectProblem(status: reply.status, headers: reply.header, body: reply.body, status, code, sourceLocation: sourceLocation)
 }
 
@@ -156,8 +156,8 @@ func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, 
         let live = try LiveServer()
         defer { live.stop() }
         // The server answers from the headers alone; the body is never sent.
-        let connection = try RawConnection(port: live.port)
-        try connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 66561\r\n\r\n")
+        let connection = try RawClient(port: live.port, timeout: .seconds(30))
+        connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 66561\r\n\r\n")
         _ = expectProblem(try connection.readReply(), 413, "payload_too_large")
         #expect(try decode(PoolJSON.self, try await live.send("GET", "/pool").body) == .empty)
     }
@@ -173,17 +173,17 @@ func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, 
     @Test func aChunkedBodyGrowingPast64KiBIs413() async throws {
         let live = try LiveServer()
         defer { live.stop() }
-        let connection = try RawConnection(port: live.port)
-        try connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let connection = try RawClient(port: live.port, timeout: .seconds(30))
+        connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
         let chunk = String(repeating: " ", count: 4096)
         // 80 KiB in 4 KiB chunks, then the last chunk. Stop early if the answer
         // is already there, so the server never closes on unread bytes.
         var sent = 0
         while sent < 80 * 1024 && !connection.isReadable(within: 5) {
-            try connection.send("1000\r\n\(chunk)\r\n")
+            connection.send("1000\r\n\(chunk)\r\n")
             sent += chunk.utf8.count
         }
-        if !connection.isReadable(within: 0) { try connection.send("0\r\n\r\n") }
+        if !connection.isReadable(within: 0) { connection.send("0\r\n\r\n") }
         #expect(sent > 64 * 1024 || connection.isReadable(within: 0))
         _ = expectProblem(try connection.readReply(), 413, "payload_too_large")
         #expect(try decode(PoolJSON.self, try await live.send("GET", "/pool").body) == .empty)
@@ -192,8 +192,8 @@ func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, 
     @Test func aSmallChunkedBodyIsRead() async throws {
         let live = try LiveServer()
         defer { live.stop() }
-        let connection = try RawConnection(port: live.port)
-        try connection.send(
+        let connection = try RawClient(port: live.port, timeout: .seconds(30))
+        connection.send(
             "POST /regions HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"size\":\r\n8\r\n1048576}\r\n0\r\n\r\n")
         let reply = try connection.readReply()
         #expect(reply.status == 201)
@@ -203,7 +203,7 @@ func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, 
     @Test func keepAliveServesSeveralRequestsOnOneConnection() throws {
         let live = try LiveServer()
         defer { live.stop() }
-        let connection = try RawConnection(port: live.port)
+        let connection = try RawClient(port: live.port, timeout: .seconds(30))
         let requests = [
             ("GET /livez HTTP/1.1\r\nHost: test\r\nConnection: keep-alive\r\n\r\n", 200),
             ("POST /regions HTTP/1.1\r\nHost: test\r\nConnection: keep-alive\r\nContent-Length: 16\r\n\r\n{\"size\":1048576}", 201),
@@ -213,7 +213,7 @@ func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, 
             ("GET /pool HTTP/1.1\r\nHost: test\r\n\r\n", 200),
         ]
         for (request, status) in requests {
-            try connection.send(request)
+            connection.send(request)
             let reply = try connection.readReply()
             #expect(reply.status == status, "\(request)")
             #expect(reply.header("Connection")?.lowercased() != "close")
@@ -225,13 +225,13 @@ func expectProblem(_ reply: RawConnection.Reply, _ status: Int, _ code: String, 
         defer { live.stop() }
         #expect(try await live.allocate(MiB).status == 201)
         #expect(try await live.allocate(MiB).status == 201)
-        let connection = try RawConnection(port: live.port)
+        let connection = try RawClient(port: live.port, timeout: .seconds(30))
         for (path, status, code) in [
             ("/regions/%31048576", 200, nil), ("/regions/%20", 400, "invalid_offset"),
             ("/regions/%2B1", 400, "invalid_offset"), ("/regions/1%2F2", 404, "not_found"),
             ("/regions/1048577", 404, "not_allocated"),
         ] {
-            try connection.send("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n")
+            connection.send("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n")
             let reply = try connection.readReply()
             if let code {
                 _ = expectProblem(reply, status, code)

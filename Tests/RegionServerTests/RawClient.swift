@@ -9,6 +9,9 @@ struct RawResponse: Sendable, Equatable {
 
     /// The body as UTF-8 text.
     var text: String { String(decoding: body, as: UTF8.self) }
+
+    /// The value of header `name`, whatever its case.
+    func header(_ name: String) -> String? { headers[name.lowercased()] }
 }
 
 /// What reading the next response found.
@@ -116,6 +119,27 @@ final class RawClient {
             if sawEnd { return takeLeftover { .closed(leftover: $0) } }
             if !receive() { return takeLeftover { .timedOut(leftover: $0) } }
         }
+    }
+
+    /// Why `readReply` found no response.
+    struct ReadError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The next response, or an error when the connection closed or timed out first.
+    func readReply() throws(ReadError) -> RawResponse {
+        switch nextResponse() {
+        case .response(let response): return response
+        case .closed(let leftover): throw ReadError(description: "closed after \(leftover.count) bytes")
+        case .timedOut(let leftover): throw ReadError(description: "timed out after \(leftover.count) bytes")
+        }
+    }
+
+    /// Whether a response (or the end of the stream) can be read within `milliseconds`.
+    func isReadable(within milliseconds: Int32) -> Bool {
+        if !buffer.isEmpty || sawEnd { return true }
+        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, milliseconds) > 0
     }
 
     /// Reads until the server closes the connection or the timeout passes;

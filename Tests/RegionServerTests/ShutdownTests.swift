@@ -84,36 +84,36 @@ final class RegiondProcess {
 
     @Test func sigtermFinishesTheRequestInFlightAndExitsZero() async throws {
         let regiond = try RegiondProcess()
-        let connection = try RawConnection(port: regiond.port)
+        let connection = try RawClient(port: regiond.port, timeout: .seconds(30))
         let body = Array(#"{"size":    1048576}"#.utf8)
         #expect(body.count == 20)
-        try connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\n")
-        try connection.send(Array(body[..<10]))
+        connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\n")
+        connection.send(Array(body[..<10]))
         try await Task.sleep(for: .milliseconds(300))  // let the server take the headers
         regiond.signal(SIGTERM)
         try await Task.sleep(for: .milliseconds(200))
         #expect(regiond.process.isRunning, "regiond waits for the request in flight")
-        try connection.send(Array(body[10...]))
+        connection.send(Array(body[10...]))
         let reply = try connection.readReply()
         #expect(reply.status == 201)
         #expect(try decode(RegionJSON.self, reply.body) == RegionJSON(offset: 0, size: MiB, class: 0, label: nil))
         #expect(await regiond.waitForExit(), "regiond did not exit after SIGTERM")
         #expect(regiond.process.terminationReason == .exit)
         #expect(regiond.process.terminationStatus == 0)
-        #expect(throws: RawConnection.Failure.self) { try RawConnection(port: regiond.port) }
+        #expect(throws: RawClient.ConnectError.self) { try RawClient(port: regiond.port) }
     }
 
     @Test(arguments: [SIGTERM, SIGINT])
     func anIdleServerExitsZeroOnSignal(_ number: Int32) async throws {
         let regiond = try RegiondProcess()
-        let probe = try RawConnection(port: regiond.port)
-        try probe.send("GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        let probe = try RawClient(port: regiond.port, timeout: .seconds(30))
+        probe.send("GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         #expect(try probe.readReply().status == 200)
         regiond.signal(number)
         #expect(await regiond.waitForExit(), "regiond did not exit after signal \(number)")
         #expect(regiond.process.terminationReason == .exit)
         #expect(regiond.process.terminationStatus == 0)
-        #expect(throws: RawConnection.Failure.self) { try RawConnection(port: regiond.port) }
+        #expect(throws: RawClient.ConnectError.self) { try RawClient(port: regiond.port) }
     }
 
     /// A supervisor may signal as soon as it reads the address: the handlers
