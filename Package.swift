@@ -12,7 +12,6 @@ let package = Package(
     products: [
         .library(name: "MemoryPool", targets: ["MemoryPool"]),
         .executable(name: "regiond", targets: ["regiond"]),
-        .executable(name: "RegionFuzz", targets: ["RegionFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,10 +31,27 @@ let package = Package(
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
         .target(
+            name: "MicroHTTP",
+            dependencies: [
+                "CMicroHTTPD",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "RegionState",
+            dependencies: [
+                "MemoryPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "RegionServer",
             dependencies: [
                 "MemoryPool",
-                "CMicroHTTPD",
+                "MicroHTTP",
+                "RegionState",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -46,6 +62,8 @@ let package = Package(
         .executableTarget(
             name: "regiond",
             dependencies: [
+                "MicroHTTP",
+                "RegionState",
                 "RegionServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -55,6 +73,8 @@ let package = Package(
         .executableTarget(
             name: "RegionFuzz",
             dependencies: [
+                "MicroHTTP",
+                "RegionState",
                 "RegionServer",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -65,13 +85,41 @@ let package = Package(
             dependencies: ["MemoryPool"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "TestSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MicroHTTPTests",
+            dependencies: ["MicroHTTP", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RegionStateTests",
+            dependencies: ["RegionState", "MemoryPool", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RegionServerTests",
             dependencies: [
                 "RegionServer",
-                "regiond",
+                "RegionState",
+                "MicroHTTP",
                 "RegionFuzz",
                 "MemoryPool",
+                "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "regiondTests",
+            dependencies: [
+                "regiond",
+                "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -16,12 +16,4 @@ static inline struct MHD_Daemon *regiond_start_daemon(unsigned int flags,
                             MHD_OPTION_ARRAY, options, MHD_OPTION_END);
 }
 
-/// MHD_get_connection_info is C-variadic: read the client address for the
-/// per-IP bookkeeping and logs.
-static inline const struct sockaddr *regiond_client_address(struct MHD_Connection *connection) {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    return info == NULL ? NULL : info->client_addr;
-}
-
 #endif

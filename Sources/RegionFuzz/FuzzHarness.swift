@@ -1,6 +1,8 @@
 internal import Foundation
 internal import Logging
+internal import MicroHTTP
 internal import RegionServer
+internal import RegionState
 internal import Synchronization
 
 /// One in-memory service behind two routers (open and token-guarded) that

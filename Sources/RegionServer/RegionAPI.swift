@@ -1,7 +1,11 @@
+internal import Foundation
 public import Logging
 internal import MemoryPool
+public import MicroHTTP
+public import RegionState
 
-/// The routes of DESIGN §2 over one ``RegionService``.
+/// The routes of regiond over one ``RegionService``, and the one place that
+/// turns a ``RegionError`` into a status and a problem `code`.
 public enum RegionAPI {
     /// Routes that answer without the bearer token: the probes.
     static let openRoutes: Set<String> = ["/livez", "/healthz", "/readyz"]
@@ -18,9 +22,9 @@ public enum RegionAPI {
             router.guardRequest = { (request) throws(HTTPError) in
                 guard !openRoutes.contains(request.path) else { return }
                 guard let given = request.header("Authorization"), constantTimeEquals(Array(given.utf8), expected) else {
-                    var error = HTTPError(401, "unauthorized", "a valid bearer token is required")
-                    error.headers = [("WWW-Authenticate", "Bearer")]
-                    throw error
+                    throw HTTPError(
+                        401, "unauthorized", "a valid bearer token is required",
+                        headers: [("WWW-Authenticate", "Bearer")])
                 }
             }
         }
@@ -47,38 +51,42 @@ public enum RegionAPI {
                 switch result {
                 case .success(.created(let region)):
                     metrics.recordAllocation()
-                    respond(JSON.response(201, RegionBody(region), headers: [("Location", "/regions/\(region.offset)")]))
+                    respond(Response(status: 201, json: RegionBody(region), headers: [("Location", "/regions/\(region.offset)")]))
                 case .success(.replayed(let region)):
                     respond(
-                        JSON.response(
-                            200, RegionBody(region),
+                        Response(
+                            status: 200, json: RegionBody(region),
                             headers: [("Location", "/regions/\(region.offset)"), ("Idempotent-Replayed", "true")]))
                 case .failure(let error):
+                    let error = httpError(error)
                     metrics.recordAllocationFailure(reason: error.code)
                     respond(error.response)
                 }
             }
         }
         router.on("GET", "/regions", now: { (request, _) throws(HTTPError) in
-            let regions = try service.regions(label: request.query["label"])
-            return JSON.response(200, RegionListBody(regions: regions.map(RegionBody.init)))
+            let regions = try mapped { () throws(RegionError) in try service.regions(label: request.query["label"]) }
+            return Response(status: 200, json: RegionListBody(regions: regions.map(RegionBody.init)))
         })
         router.on("GET", "/regions/{offset}", now: { (_, parameters) throws(HTTPError) in
             let offset = try parseOffset(parameters["offset"]!)
-            guard let region = try service.region(at: offset) else {
-                throw HTTPError(404, "not_allocated", "\(PoolError.notAllocated)")
+            guard let region = try mapped({ () throws(RegionError) in try service.region(at: offset) }) else {
+                throw httpError(.notAllocated)
             }
-            return JSON.response(200, RegionBody(region))
+            return Response(status: 200, json: RegionBody(region))
         })
         router.on("DELETE", "/regions/{offset}") { (_, parameters, respond) throws(HTTPError) in
             let offset = try parseOffset(parameters["offset"]!)
             service.release(offset: offset) { result in
-                respond(result.map { JSON.response(200, RegionBody($0)) }.get(or: \.response))
+                switch result {
+                case .success(let region): respond(Response(status: 200, json: RegionBody(region)))
+                case .failure(let error): respond(httpError(error).response)
+                }
             }
         }
-        router.on("GET", "/pool", now: { _, _ in JSON.response(200, PoolBody(service.poolSnapshot)) })
+        router.on("GET", "/pool", now: { _, _ in Response(status: 200, json: PoolBody(service.poolSnapshot)) })
         // Encoded once: the probes are asked often.
-        let ok = JSON.response(200, StatusBody(status: "ok"))
+        let ok = Response(status: 200, json: StatusBody(status: "ok"))
         router.on("GET", "/livez", now: { _, _ in ok })
         router.on("GET", "/healthz", now: { _, _ in ok })
         router.on("GET", "/readyz", now: { (_, _) throws(HTTPError) in
@@ -99,7 +107,7 @@ public enum RegionAPI {
     /// Reads `{"size": N, "label": "..."}`; anything else is `invalid_request`.
     static func decodeAllocation(_ body: [UInt8]) throws(HTTPError) -> AllocateBody {
         // Foundation's decoder lets some invalid JSON through (a trailing comma).
-        guard JSONSyntax.isValid(body), let decoded = try? JSON.decode(AllocateBody.self, from: body) else {
+        guard JSONSyntax.isValid(body), let decoded = try? decoder.decode(AllocateBody.self, from: Data(body)) else {
             throw HTTPError(
                 400, "invalid_request",
                 "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""
@@ -137,14 +145,28 @@ public enum RegionAPI {
         }
         return offset
     }
-}
 
-extension Result {
-    /// The success value, or what `transform` makes of the failure.
-    func get(or transform: (Failure) -> Success) -> Success {
-        switch self {
-        case .success(let value): value
-        case .failure(let error): transform(error)
+    // A JSONDecoder is thread-safe; sharing one saves building one per request.
+    private static let decoder = JSONDecoder()
+
+    /// The status and problem code of each ``RegionError``: the only such mapping.
+    static func httpError(_ error: RegionError) -> HTTPError {
+        switch error {
+        case .invalidMemoryClass: HTTPError(400, "invalid_memory_class", "\(error)")
+        case .notEnoughSpace(let largestFree):
+            HTTPError(409, "not_enough_space", "\(error)", members: ["largestFree": largestFree])
+        case .notAllocated: HTTPError(404, "not_allocated", "\(error)")
+        case .keyReused: HTTPError(422, "idempotency_key_reused", "\(error)")
+        case .unavailable, .loading: HTTPError(503, "state_unavailable", "\(error)")
+        }
+    }
+
+    /// Runs a service call, turning its ``RegionError`` into the ``HTTPError`` the router renders.
+    private static func mapped<T>(_ call: () throws(RegionError) -> T) throws(HTTPError) -> T {
+        do throws(RegionError) {
+            return try call()
+        } catch {
+            throw httpError(error)
         }
     }
 }

@@ -1,6 +1,7 @@
 internal import CoreMetrics
 internal import MemoryPool
 internal import Prometheus
+internal import RegionState
 
 /// The Prometheus metrics of one server, made through swift-metrics with the
 /// swift-prometheus backend on a registry of its own (no process-global
@@ -108,9 +109,14 @@ public final class RegionMetrics: Sendable {
 }
 
 extension Duration {
-    /// The whole nanoseconds of the duration, saturating.
+    /// The whole nanoseconds of the duration, clamped to what an `Int64` holds
+    /// (about 292 years either way).
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return seconds < 0 ? .min : .max }
+        let (total, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+        guard !carry else { return seconds < 0 ? .min : .max }
+        return total
     }
 }

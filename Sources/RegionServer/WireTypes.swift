@@ -1,4 +1,5 @@
 internal import MemoryPool
+internal import RegionState
 
 /// The body of `POST /regions`; unknown fields are ignored.
 struct AllocateBody: Decodable {

@@ -2,7 +2,9 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import MicroHTTP
 import RegionServer
+import RegionState
 
 /// regiond: hands out regions of a 4 GiB VPMem device over JSON and HTTP.
 @main

@@ -1,6 +1,9 @@
 import Foundation
 @testable import RegionFuzz
-import RegionServer
+import MicroHTTP
+@testable import RegionServer
+import RegionState
+@testable import TestSupport
 import Testing
 
 /// Replays fuzz inputs through the fuzzer's own decoding and checks.

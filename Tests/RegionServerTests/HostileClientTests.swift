@@ -2,7 +2,10 @@ import Dispatch
 import Foundation
 import Glibc
 import Logging
+import MicroHTTP
 @testable import RegionServer
+import RegionState
+@testable import TestSupport
 import Synchronization
 import Testing
 

@@ -1,5 +1,9 @@
 import Foundation
-import RegionServer
+import MemoryPool
+import MicroHTTP
+@testable import RegionServer
+import RegionState
+@testable import TestSupport
 import Testing
 
 /// One request that must fail with an exact status and code and change nothing.

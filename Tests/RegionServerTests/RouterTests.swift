@@ -1,5 +1,9 @@
 import Foundation
-import RegionServer
+import MemoryPool
+import MicroHTTP
+@testable import RegionServer
+import RegionState
+@testable import TestSupport
 import Testing
 
 /// Every route and every error of DESIGN §2, in-process, without sockets.

@@ -29,7 +29,7 @@ public final class RegionService: @unchecked Sendable {
     private let logger: Logger
 
     /// What `allocate` did.
-    enum Allocation: Sendable {
+    public enum Allocation: Sendable {
         /// A new region.
         case created(SavedRegion)
         /// The region an earlier request with the same idempotency key got.
@@ -60,71 +60,59 @@ public final class RegionService: @unchecked Sendable {
         logger.info("state loaded", metadata: ["regions": "\(saved.count)"])
     }
 
-    /// Allocates a region, or replays the one an earlier request with the same key got.
-    func allocate(
+    /// Allocates a region, or replays the one an earlier request with the same
+    /// key got. `completion` runs once the change is durable (or known not to
+    /// be), never inside the pool's queue.
+    public func allocate(
         size: UInt64, label: String?, key: String?,
-        completion: @escaping @Sendable (Result<Allocation, HTTPError>) -> Void
+        completion: @escaping @Sendable (Result<Allocation, RegionError>) -> Void
     ) {
-        let (result, sequence): (Result<Allocation, HTTPError>, UInt64?) = queue.sync {
-            guard loaded else { return (.failure(Self.loading), nil) }
+        let step: Step<Allocation> = queue.sync {
+            guard loaded else { return .answer(.failure(.loading)) }
             if let key, let offset = keys[key], let earlier = saved[offset] {
                 guard earlier.requestedSize == size, earlier.label == label else {
-                    return (
-                        .failure(
-                            HTTPError(
-                                422, "idempotency_key_reused",
-                                "Idempotency-Key \(key) was used for a request with another size or label")),
-                        nil
-                    )
+                    return .answer(.failure(.keyReused(key: key)))
                 }
                 // The first request may still be waiting for its fsync: so must the replay.
-                return (.success(.replayed(earlier)), lastSequence)
+                return lastSequence.map { .wait(for: $0, .replayed(earlier)) } ?? .answer(.success(.replayed(earlier)))
             }
             let region: Region
             do throws(PoolError) {
                 region = try pool.allocate(size: size)
             } catch {
-                return (.failure(poolError(error)), nil)
+                return .answer(.failure(regionError(error)))
             }
             let entry = SavedRegion(
                 offset: region.offset, memoryClass: region.memoryClass, label: label, idempotencyKey: key,
                 requestedSize: key == nil ? nil : size)
-            apply(.allocate(entry))
-            guard let sequence = journal.map({ append(.allocate(entry), $0) }) else {
-                return (.success(.created(entry)), nil)
-            }
-            return sequence.map { (.success(.created(entry)), $0) } ?? (.failure(Self.unavailable), nil)
+            return commit(.allocate(entry), answering: .created(entry), completion)
         }
-        finish(result, after: sequence, completion: completion)
+        finish(step, completion)
     }
 
-    /// Releases the region at `offset`.
-    func release(offset: UInt64, completion: @escaping @Sendable (Result<SavedRegion, HTTPError>) -> Void) {
-        let (result, sequence): (Result<SavedRegion, HTTPError>, UInt64?) = queue.sync {
-            guard loaded else { return (.failure(Self.loading), nil) }
+    /// Releases the region at `offset`; `completion` runs as for ``allocate(size:label:key:completion:)``.
+    public func release(offset: UInt64, completion: @escaping @Sendable (Result<SavedRegion, RegionError>) -> Void) {
+        let step: Step<SavedRegion> = queue.sync {
+            guard loaded else { return .answer(.failure(.loading)) }
             guard let entry = saved[offset], pool.region(at: offset) != nil else {
-                return (.failure(poolError(.notAllocated)), nil)
+                return .answer(.failure(.notAllocated))
             }
-            apply(.release(entry))
-            guard let sequence = journal.map({ append(.release(entry), $0) }) else {
-                return (.success(entry), nil)
-            }
-            return sequence.map { (.success(entry), $0) } ?? (.failure(Self.unavailable), nil)
+            return commit(.release(entry), answering: entry, completion)
         }
-        finish(result, after: sequence, completion: completion)
+        finish(step, completion)
     }
 
     /// The allocated region at `offset`, if any.
-    func region(at offset: UInt64) throws(HTTPError) -> SavedRegion? {
-        try queue.sync { () -> Result<SavedRegion?, HTTPError> in
-            loaded ? .success(saved[offset]) : .failure(Self.loading)
+    public func region(at offset: UInt64) throws(RegionError) -> SavedRegion? {
+        try queue.sync { () -> Result<SavedRegion?, RegionError> in
+            loaded ? .success(saved[offset]) : .failure(.loading)
         }.get()
     }
 
     /// Allocated regions in offset order, only those labelled `label` when it is given.
-    func regions(label: String? = nil) throws(HTTPError) -> [SavedRegion] {
-        try queue.sync { () -> Result<[SavedRegion], HTTPError> in
-            guard loaded else { return .failure(Self.loading) }
+    public func regions(label: String? = nil) throws(RegionError) -> [SavedRegion] {
+        try queue.sync { () -> Result<[SavedRegion], RegionError> in
+            guard loaded else { return .failure(.loading) }
             return .success(
                 pool.regions.compactMap { region in
                     let entry = saved[region.offset]!  // every allocated region is saved
@@ -134,12 +122,12 @@ public final class RegionService: @unchecked Sendable {
     }
 
     /// A consistent copy of the pool, for statistics.
-    var poolSnapshot: PoolAllocator {
+    public var poolSnapshot: PoolAllocator {
         queue.sync { pool }
     }
 
     /// Whether the state is loaded and the journal takes changes.
-    var isReady: Bool {
+    public var isReady: Bool {
         queue.sync { loaded } && journal?.isHealthy != false
     }
 
@@ -204,44 +192,62 @@ public final class RegionService: @unchecked Sendable {
         logger.warning("undone after a journal failure", metadata: ["change": "\(change.record)"])
     }
 
-    /// Appends an applied change to the journal; on failure undoes it and returns nil.
-    private func append(_ change: Change, _ journal: Journal) -> UInt64? {
+    /// What a change's caller gets from inside the queue: an answer now, or
+    /// one once the journal has the record with a sequence number on disk.
+    private enum Step<Value: Sendable> {
+        case answer(Result<Value, RegionError>)
+        case wait(for: UInt64, Value)
+        /// The journal will call the completion itself.
+        case journaled
+    }
+
+    /// Makes an applied change durable: appends it to the journal with a
+    /// completion that undoes it if the write fails, then answers. Without a
+    /// journal the answer is immediate; when the journal refuses the record,
+    /// the change is undone at once and the answer is 503.
+    private func commit<Value: Sendable>(
+        _ change: Change, answering value: Value,
+        _ completion: @escaping @Sendable (Result<Value, RegionError>) -> Void
+    ) -> Step<Value> {
+        apply(change)
+        guard let journal else { return .answer(.success(value)) }
         do throws(JournalError) {
-            let sequence = try journal.append(change.record)
-            pending += 1
-            lastSequence = sequence
-            if journal.needsCompaction { journal.compact(liveRegions: Array(saved.values)) }
-            journal.whenDurable(sequence) { [self] result in
+            // Runs on the journal's completion queue, outside this queue, in
+            // the order the writer decided: on failure newest first, so each
+            // undo finds the state its change left.
+            lastSequence = try journal.append(change.record) { [self] durable in
                 queue.sync {
                     pending -= 1
-                    if case .failure = result { undo(change) }
+                    if case .failure = durable { undo(change) }
                 }
+                completion(durable.map { value }.mapError { _ in .unavailable })
             }
-            return sequence
+            pending += 1
+            if journal.needsCompaction { journal.compact(liveRegions: Array(saved.values)) }
+            return .journaled
         } catch {
             undo(change)
             logger.error("journal refused a change", metadata: ["error": "\(error)"])
-            return nil
+            return .answer(.failure(.unavailable))
         }
     }
 
-    /// Answers once the change with `sequence` is durable, or with 503 if it never will be.
-    private func finish<T: Sendable>(
-        _ result: Result<T, HTTPError>, after sequence: UInt64?,
-        completion: @escaping @Sendable (Result<T, HTTPError>) -> Void
+    /// Delivers what the queue decided, outside the queue.
+    private func finish<Value: Sendable>(
+        _ step: Step<Value>, _ completion: @escaping @Sendable (Result<Value, RegionError>) -> Void
     ) {
-        guard let sequence, let journal, case .success = result else {
+        switch step {
+        case .answer(let result):
             completion(result)
-            return
-        }
-        journal.whenDurable(sequence) { durable in
-            completion(durable.mapError { _ in Self.unavailable }.flatMap { result })
+        case .wait(let sequence, let value):
+            guard let journal else { return completion(.success(value)) }
+            journal.whenDurable(sequence) { durable in
+                completion(durable.map { value }.mapError { _ in .unavailable })
+            }
+        case .journaled:
+            break
         }
     }
-
-    private static let loading = HTTPError(503, "state_unavailable", "the state is still loading")
-    private static let unavailable = HTTPError(
-        503, "state_unavailable", "the change could not be written to the journal; it was not made")
 
     private static func metadata(_ region: SavedRegion) -> Logger.Metadata {
         [
@@ -250,14 +256,11 @@ public final class RegionService: @unchecked Sendable {
         ]
     }
 
-    private func poolError(_ error: PoolError) -> HTTPError {
+    private func regionError(_ error: PoolError) -> RegionError {
         switch error {
-        case .invalidMemoryClass:
-            HTTPError(400, "invalid_memory_class", "\(error): the size must be from 1 byte to 4 GiB")
-        case .notEnoughSpace:
-            HTTPError(409, "not_enough_space", "\(error)", largestFree: pool.largestFree)
-        case .notAllocated:
-            HTTPError(404, "not_allocated", "\(error)")
+        case .invalidMemoryClass: .invalidMemoryClass
+        case .notEnoughSpace: .notEnoughSpace(largestFree: pool.largestFree)
+        case .notAllocated: .notAllocated
         }
     }
 }

@@ -65,12 +65,15 @@ public final class HTTPServer: @unchecked Sendable {
     private let handler: @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
     private let logger: Logger
     private var daemon: OpaquePointer?
-    private var listenSocket: Int32 = -1
+    private var listenSocket: ListenSocket?
     /// Requests that have started and not yet completed.
     private let inFlight = Atomic<Int>(0)
+    /// Exchanges whose connection is suspended, waiting for the handler's
+    /// answer; shutdown answers them before it stops libmicrohttpd.
+    private let suspended = Suspended()
 
     /// Where the server listens, as printed: `http://HOST:PORT` or `unix:PATH`.
-    public private(set) var address = ""
+    public var address: String { listenSocket?.address ?? "" }
 
     /// Makes a server; nothing listens before ``start()``.
     public init(
@@ -85,11 +88,12 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds the socket and starts the polling threads.
     public func start() throws(StartError) {
-        listenSocket = try openListenSocket()
+        let listenSocket = try ListenSocket.open(configuration.endpoint)
+        self.listenSocket = listenSocket
         let context = Unmanaged.passUnretained(self).toOpaque()
         let flags = MHD_USE_EPOLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         var options: [MHD_OptionItem] = [
-            MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listenSocket), ptr_value: nil),
+            MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listenSocket.descriptor), ptr_value: nil),
             MHD_OptionItem(option: .THREAD_POOL_SIZE, value: configuration.threads, ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_LIMIT, value: configuration.maxConnections, ptr_value: nil),
             // Always set: libmicrohttpd 0.9.75's epoll mode can otherwise pin a
@@ -110,22 +114,33 @@ public final class HTTPServer: @unchecked Sendable {
         options.append(MHD_OptionItem(option: .END, value: 0, ptr_value: nil))
         daemon = regiond_start_daemon(flags, accessCallback, context, options)
         guard daemon != nil else {
-            close(listenSocket)
-            throw StartError(description: "libmicrohttpd could not start on \(address)")
+            close(listenSocket.descriptor)
+            throw StartError(description: "libmicrohttpd could not start on \(listenSocket.address)")
         }
     }
 
     /// Stops accepting, lets requests in flight finish (up to `drainTimeout`),
-    /// then stops the polling threads and closes the socket.
+    /// answers 503 to any request still waiting for its handler, then stops
+    /// the polling threads and closes the socket.
     public func shutdown(drainTimeout: Duration = .seconds(10)) {
-        guard let daemon else { return }
+        guard let daemon, let listenSocket else { return }
         // After quiesce new connections would wait in the backlog; shutting
         // the socket down makes them fail at once instead.
         _ = MHD_quiesce_daemon(daemon)
-        Glibc.shutdown(listenSocket, Int32(SHUT_RDWR))
-        let deadline = ContinuousClock.now + drainTimeout
-        while inFlight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.005)
+        Glibc.shutdown(listenSocket.descriptor, Int32(SHUT_RDWR))
+        waitForRequests(until: ContinuousClock.now + drainTimeout)
+        // libmicrohttpd will not stop cleanly while connections are suspended,
+        // and a handler answering later must not resume a freed connection:
+        // answer every waiting request now (a late answer is then ignored).
+        let unavailable = HTTPError(
+            503, "shutting_down", "the server stopped before this request was answered; it may or may not have taken effect"
+        ).response
+        for _ in 0..<10 {
+            let waiting = suspended.takeAll()
+            if waiting.isEmpty { break }
+            logger.warning("answering requests still waiting with 503", metadata: ["requests": "\(waiting.count)"])
+            for exchange in waiting { exchange.complete(unavailable) }
+            waitForRequests(until: ContinuousClock.now + .milliseconds(500))
         }
         let left = inFlight.load(ordering: .acquiring)
         if left > 0 {
@@ -133,9 +148,16 @@ public final class HTTPServer: @unchecked Sendable {
         }
         MHD_stop_daemon(daemon)
         self.daemon = nil
-        close(listenSocket)
+        close(listenSocket.descriptor)
         if case .unix(let path) = configuration.endpoint {
             unlink(path)
+        }
+    }
+
+    /// Sleeps until no request is in flight or `deadline` has passed.
+    private func waitForRequests(until deadline: ContinuousClock.Instant) {
+        while inFlight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
         }
     }
 
@@ -144,35 +166,78 @@ public final class HTTPServer: @unchecked Sendable {
     /// Per-request state, kept in libmicrohttpd's request slot from the first
     /// call to the completion callback.
     fileprivate final class Exchange: @unchecked Sendable {
-        // @unchecked: everything but `phase` is touched only on the
-        // connection's polling thread; `phase` is guarded by its mutex.
+        // @unchecked: `body` and `tooLarge` are touched only on the
+        // connection's polling thread; `phase` only while holding `lock`.
         enum Phase {
             case reading
             case waiting
             case suspended
             case ready(Response)
-            case sent
+            /// Answered, or the connection is gone: later answers are ignored.
+            case done
         }
 
         let connection: OpaquePointer
         var body: [UInt8] = []
         /// The body grew past the limit: the rest is dropped, the answer is 413.
         var tooLarge = false
-        let phase = Locked<Phase>(.reading)
+        private let lock = NSLock()
+        private var phase = Phase.reading
 
         init(connection: OpaquePointer) {
             self.connection = connection
         }
 
-        /// Called by the handler, on any thread, exactly once.
+        /// Runs `body` with the phase, holding the lock.
+        func withPhase<T>(_ body: (inout Phase) -> T) -> T {
+            lock.lock()
+            defer { lock.unlock() }
+            return body(&phase)
+        }
+
+        /// Called by the handler (or by shutdown), on any thread; the first answer wins.
         func complete(_ response: Response) {
-            phase.withLock { phase in
-                if case .suspended = phase {
+            withPhase { phase in
+                switch phase {
+                case .reading, .waiting:
+                    phase = .ready(response)
+                case .suspended:
                     phase = .ready(response)
                     MHD_resume_connection(connection)
-                } else {
-                    phase = .ready(response)
+                case .ready, .done:
+                    break
                 }
+            }
+        }
+
+        /// The answer, if there is one to send now; the exchange is then done.
+        func takeAnswer() -> Response? {
+            withPhase { phase in
+                guard case .ready(let response) = phase else { return nil }
+                phase = .done
+                return response
+            }
+        }
+    }
+
+    /// The exchanges whose connection is suspended.
+    private final class Suspended: @unchecked Sendable {
+        // @unchecked: `exchanges` is only touched while holding `lock`.
+        private let lock = NSLock()
+        private var exchanges: [ObjectIdentifier: Exchange] = [:]
+
+        func insert(_ exchange: Exchange) {
+            lock.withLock { exchanges[ObjectIdentifier(exchange)] = exchange }
+        }
+
+        func remove(_ exchange: Exchange) {
+            lock.withLock { _ = exchanges.removeValue(forKey: ObjectIdentifier(exchange)) }
+        }
+
+        func takeAll() -> [Exchange] {
+            lock.withLock {
+                defer { exchanges = [:] }
+                return Array(exchanges.values)
             }
         }
     }
@@ -218,43 +283,42 @@ public final class HTTPServer: @unchecked Sendable {
             return .YES
         }
         if exchange.tooLarge {
-            exchange.phase.withLock { $0 = .sent }
+            exchange.withPhase { $0 = .done }
             return queue(tooLarge(), on: connection)
         }
-        let ready: Response? = exchange.phase.withLock { phase in
-            if case .ready(let response) = phase {
-                phase = .sent
-                return response
-            }
-            return nil
-        }
-        if let ready {
+        // Resumed after the handler answered.
+        if let ready = exchange.takeAnswer() {
             return queue(ready, on: connection)
         }
         // The final call: the whole request is in.
-        exchange.phase.withLock { $0 = .waiting }
+        exchange.withPhase { $0 = .waiting }
         let request = makeRequest(connection, url: url, method: method, body: exchange.body)
         exchange.body = []
         handler(request) { response in exchange.complete(response) }
-        let answered: Response? = exchange.phase.withLock { phase in
-            switch phase {
-            case .ready(let response):
-                phase = .sent
-                return response
-            default:
-                phase = .suspended
-                MHD_suspend_connection(connection)
-                return nil
-            }
+        if let answered = exchange.takeAnswer() {
+            return queue(answered, on: connection)
         }
-        guard let answered else { return .YES }
-        return queue(answered, on: connection)
+        let suspend = exchange.withPhase { phase in
+            guard case .waiting = phase else { return false }
+            phase = .suspended
+            MHD_suspend_connection(connection)
+            return true
+        }
+        if suspend {
+            suspended.insert(exchange)
+            return .YES
+        }
+        // Answered between the two looks.
+        return exchange.takeAnswer().map { queue($0, on: connection) } ?? .YES
     }
 
     fileprivate func completed(_ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
         guard let raw = slot.pointee else { return }
-        Unmanaged<Exchange>.fromOpaque(raw).release()
+        let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
         slot.pointee = nil
+        // The connection is gone: a late answer must not resume it.
+        exchange.withPhase { $0 = .done }
+        suspended.remove(exchange)
         inFlight.subtract(1, ordering: .releasing)
     }
 
@@ -292,106 +356,6 @@ public final class HTTPServer: @unchecked Sendable {
         let result = MHD_queue_response(connection, UInt32(response.status), created)
         MHD_destroy_response(created)
         return result
-    }
-
-    // MARK: - Socket
-
-    private func openListenSocket() throws(StartError) -> Int32 {
-        switch configuration.endpoint {
-        case .tcp(let host, let port):
-            return try openTCPSocket(host: host, port: port)
-        case .unix(let path):
-            return try openUnixSocket(path: path)
-        }
-    }
-
-    private func openTCPSocket(host: String, port: Int) throws(StartError) -> Int32 {
-        var hints = addrinfo()
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var found: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host, String(port), &hints, &found)
-        guard status == 0, let info = found else {
-            throw StartError(description: "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
-        }
-        defer { freeaddrinfo(found) }
-        let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw StartError(description: "socket: \(Self.errorText())") }
-        var on: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, listen(fd, 1024) == 0 else {
-            let text = Self.errorText()
-            close(fd)
-            throw StartError(description: "cannot listen on \(host):\(port): \(text)")
-        }
-        var bound = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        withUnsafeMutablePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
-        }
-        let boundPort: UInt16 =
-            switch Int32(bound.ss_family) {
-            case AF_INET6: withUnsafePointer(to: &bound) {
-                    $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-                }
-            default: withUnsafePointer(to: &bound) {
-                    $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
-                }
-            }
-        address = host.contains(":") ? "http://[\(host)]:\(boundPort)" : "http://\(host):\(boundPort)"
-        return fd
-    }
-
-    private func openUnixSocket(path: String) throws(StartError) -> Int32 {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard path.utf8.count < capacity else {
-            throw StartError(description: "unix socket path is longer than \(capacity - 1) bytes: \(path)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
-        }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw StartError(description: "socket: \(Self.errorText())") }
-        let connectToIt = { (fd: Int32) -> Int32 in
-            withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }
-        }
-        var info = stat()
-        if lstat(path, &info) == 0 {
-            guard info.st_mode & S_IFMT == S_IFSOCK else {
-                close(fd)
-                throw StartError(description: "\(path) exists and is not a socket; not replacing it")
-            }
-            // Replace a stale socket only when nothing answers on it.
-            let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            let answered = connectToIt(probe) == 0
-            close(probe)
-            guard !answered else {
-                close(fd)
-                throw StartError(description: "another server answers on \(path)")
-            }
-            unlink(path)
-        }
-        // The socket file takes its mode from the umask at bind time: 0600.
-        let previous = umask(0o177)
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        umask(previous)
-        guard bound == 0, listen(fd, 1024) == 0 else {
-            let text = Self.errorText()
-            close(fd)
-            throw StartError(description: "cannot listen on \(path): \(text)")
-        }
-        address = "unix:\(path)"
-        return fd
-    }
-
-    private static func errorText() -> String {
-        String(cString: strerror(errno))
     }
 }
 

@@ -1,46 +1,45 @@
 internal import Glibc
 
 /// Thin wrappers over the system calls the journal makes: each retries
-/// `EINTR` and throws a ``JournalError/system(call:path:errno:)`` that names
-/// the call and the path (as swift-system's `Syscalls.swift` does).
+/// `EINTR` and throws a ``SystemError`` that names the call and the path (as swift-system's `Syscalls.swift` does).
 enum Syscall {
     /// Runs `body` until it does not fail with `EINTR`; throws on any other failure.
     private static func retrying<T: BinaryInteger>(
         _ call: String, _ path: String, _ body: () -> T
-    ) throws(JournalError) -> T {
+    ) throws(SystemError) -> T {
         while true {
             let result = body()
             if result != -1 { return result }
             if errno == EINTR { continue }
-            throw .system(call: call, path: path, errno: errno)
+            throw SystemError(call: call, path: path, errno: errno)
         }
     }
 
     /// `open(2)`.
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws(JournalError) -> Int32 {
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws(SystemError) -> Int32 {
         try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
     /// `close(2)`; not retried: on Linux the descriptor is gone even after `EINTR`.
-    static func close(_ descriptor: Int32, path: String) throws(JournalError) {
+    static func close(_ descriptor: Int32, path: String) throws(SystemError) {
         if Glibc.close(descriptor) == -1 && errno != EINTR {
-            throw .system(call: "close", path: path, errno: errno)
+            throw SystemError(call: "close", path: path, errno: errno)
         }
     }
 
     /// `mkdir(2)`; an existing directory is not an error.
-    static func makeDirectory(_ path: String, mode: mode_t) throws(JournalError) {
+    static func makeDirectory(_ path: String, mode: mode_t) throws(SystemError) {
         while Glibc.mkdir(path, mode) == -1 {
             switch errno {
             case EINTR: continue
             case EEXIST: return
-            default: throw .system(call: "mkdir", path: path, errno: errno)
+            default: throw SystemError(call: "mkdir", path: path, errno: errno)
             }
         }
     }
 
     /// `write(2)` until every byte is written.
-    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(JournalError) {
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(SystemError) {
         var done = 0
         while done < bytes.count {
             let written = try retrying("write", path) {
@@ -51,7 +50,7 @@ enum Syscall {
     }
 
     /// Reads a whole file: `open`, `fstat`, `read(2)` until end of file.
-    static func readAll(_ path: String) throws(JournalError) -> [UInt8] {
+    static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
         let descriptor = try open(path, O_RDONLY)
         defer { _ = Glibc.close(descriptor) }
         var status = stat()
@@ -74,57 +73,57 @@ enum Syscall {
     }
 
     /// `fsync(2)`.
-    static func fsync(_ descriptor: Int32, path: String) throws(JournalError) {
+    static func fsync(_ descriptor: Int32, path: String) throws(SystemError) {
         _ = try retrying("fsync", path) { Glibc.fsync(descriptor) }
     }
 
     /// `ftruncate(2)`.
-    static func truncate(_ descriptor: Int32, length: Int, path: String) throws(JournalError) {
+    static func truncate(_ descriptor: Int32, length: Int, path: String) throws(SystemError) {
         _ = try retrying("ftruncate", path) { Glibc.ftruncate(descriptor, off_t(length)) }
     }
 
     /// `rename(2)`; the error names the destination.
-    static func rename(_ source: String, to destination: String) throws(JournalError) {
+    static func rename(_ source: String, to destination: String) throws(SystemError) {
         _ = try retrying("rename", "\(source) -> \(destination)") { Glibc.rename(source, destination) }
     }
 
     /// `unlink(2)`; a file that is already gone is not an error.
-    static func unlink(_ path: String) throws(JournalError) {
+    static func unlink(_ path: String) throws(SystemError) {
         while Glibc.unlink(path) == -1 {
             switch errno {
             case EINTR: continue
             case ENOENT: return
-            default: throw .system(call: "unlink", path: path, errno: errno)
+            default: throw SystemError(call: "unlink", path: path, errno: errno)
             }
         }
     }
 
     /// Makes a directory's entries durable: `open(O_DIRECTORY)` and `fsync(2)`,
     /// needed after creating, renaming or unlinking a file in it.
-    static func fsyncDirectory(_ path: String) throws(JournalError) {
+    static func fsyncDirectory(_ path: String) throws(SystemError) {
         let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
         defer { _ = Glibc.close(descriptor) }
         try fsync(descriptor, path: path)
     }
 
     /// `flock(LOCK_EX | LOCK_NB)`: false when another open file holds the lock.
-    static func tryLockExclusive(_ descriptor: Int32, path: String) throws(JournalError) -> Bool {
+    static func tryLockExclusive(_ descriptor: Int32, path: String) throws(SystemError) -> Bool {
         // `flock` also names a struct in Glibc; this picks the function.
         let lock: (Int32, Int32) -> Int32 = Glibc.flock(_:_:)
         while lock(descriptor, LOCK_EX | LOCK_NB) == -1 {
             switch errno {
             case EINTR: continue
             case EWOULDBLOCK: return false
-            default: throw .system(call: "flock", path: path, errno: errno)
+            default: throw SystemError(call: "flock", path: path, errno: errno)
             }
         }
         return true
     }
 
     /// The names in a directory, without `.` and `..` (`opendir`/`readdir`).
-    static func listDirectory(_ path: String) throws(JournalError) -> [String] {
+    static func listDirectory(_ path: String) throws(SystemError) -> [String] {
         guard let stream = opendir(path) else {
-            throw .system(call: "opendir", path: path, errno: errno)
+            throw SystemError(call: "opendir", path: path, errno: errno)
         }
         defer { closedir(stream) }
         var names: [String] = []
@@ -137,9 +136,4 @@ enum Syscall {
         }
         return names
     }
-}
-
-/// The text of an errno value, as `strerror(3)` gives it.
-func errorText(_ number: Int32) -> String {
-    String(cString: strerror(number))
 }

@@ -1,7 +1,7 @@
 /// Why the journal could not open, load, write or recover its state.
 public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// A system call failed: which call, on which path, with which errno.
-    case system(call: String, path: String, errno: Int32)
+    /// A system call failed.
+    case system(SystemError)
     /// Another process holds the state directory's lock.
     case locked(directory: String, pid: Int32?)
     /// A state file is damaged or of an unknown format; `record` is 1-based,
@@ -16,8 +16,8 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .system(let call, let path, let errno):
-            "\(call)(\(path)) failed: \(errorText(errno)) (errno \(errno))"
+        case .system(let error):
+            "\(error)"
         case .locked(let directory, let pid):
             if let pid {
                 "another regiond (pid \(pid)) holds \(directory)"
@@ -37,5 +37,14 @@ public enum JournalError: Error, Hashable, Sendable, CustomStringConvertible {
         case .failed(let cause):
             "the journal failed and takes no records until it is recovered: \(cause)"
         }
+    }
+}
+
+/// Runs a system call wrapper, turning its ``SystemError`` into a ``JournalError``.
+func system<T>(_ call: @autoclosure () throws(SystemError) -> T) throws(JournalError) -> T {
+    do throws(SystemError) {
+        return try call()
+    } catch {
+        throw .system(error)
     }
 }

@@ -1,3 +1,5 @@
+internal import MicroHTTP
+
 /// Turns arbitrary bytes into a ``Request``: the input format of the
 /// RegionFuzz target, shared with the tests that replay its crashes.
 ///
@@ -13,9 +15,9 @@
 /// A field is a length byte and that many bytes (0xFF: a 2-byte little-endian
 /// length follows). Fields are decoded as UTF-8, invalid bytes replaced. A
 /// short input just ends early: every byte string is a request.
-public enum FuzzInput {
+enum FuzzInput {
     /// The token of the guarded router, sent by the known Authorization header.
-    public static let token = "fuzz-token"
+    static let token = "fuzz-token"
 
     /// Ordinary methods, wrong case, unknown and malformed ones.
     static let methods = [
@@ -36,7 +38,7 @@ public enum FuzzInput {
 
     /// The request the bytes describe, and whether to send it through the
     /// router that wants the bearer token.
-    public static func request(from bytes: [UInt8]) -> (request: Request, useToken: Bool) {
+    static func request(from bytes: [UInt8]) -> (request: Request, useToken: Bool) {
         var reader = Reader(bytes: bytes)
         let first = reader.byte()
         let method = methods[Int(first >> 1) & 0x0F]

@@ -91,7 +91,7 @@ enum StateFiles {
     /// Reads a snapshot: nil when it is incomplete (cut short or its checksum
     /// fails); throws when it is complete but of another format or malformed.
     static func readSnapshot(path: String, generation: UInt64) throws(JournalError) -> [SavedRegion]? {
-        let bytes = try Syscall.readAll(path)
+        let bytes = try system(Syscall.readAll(path))
         guard bytes.count >= headerSize + 8 else { return nil }
         var trailer = ByteReader(bytes[(bytes.count - 4)...])
         guard (try? trailer.uint32()) == CRC32C.checksum(bytes[..<(bytes.count - 4)]) else { return nil }
@@ -117,18 +117,18 @@ enum StateFiles {
     static func writeSnapshot(directory: String, generation: UInt64, regions: [SavedRegion]) throws(JournalError) {
         let path = directory + "/" + snapshotName(generation)
         let temporary = path + temporarySuffix
-        let descriptor = try Syscall.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        let descriptor = try system(Syscall.open(temporary, O_WRONLY | O_CREAT | O_TRUNC))
         do {
-            try Syscall.writeAll(descriptor, encodeSnapshot(generation: generation, regions: regions), path: temporary)
-            try Syscall.fsync(descriptor, path: temporary)
-            try Syscall.close(descriptor, path: temporary)
+            try system(Syscall.writeAll(descriptor, encodeSnapshot(generation: generation, regions: regions), path: temporary))
+            try system(Syscall.fsync(descriptor, path: temporary))
+            try system(Syscall.close(descriptor, path: temporary))
         } catch {
             _ = Glibc.close(descriptor)
             try? Syscall.unlink(temporary)
             throw error
         }
-        try Syscall.rename(temporary, to: path)
-        try Syscall.fsyncDirectory(directory)
+        try system(Syscall.rename(temporary, to: path))
+        try system(Syscall.fsyncDirectory(directory))
     }
 
     // MARK: Journals
@@ -137,11 +137,11 @@ enum StateFiles {
     /// durable and its name in the directory durable; returns its descriptor.
     static func createJournal(directory: String, generation: UInt64) throws(JournalError) -> (descriptor: Int32, path: String) {
         let path = directory + "/" + journalName(generation)
-        let descriptor = try Syscall.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
+        let descriptor = try system(Syscall.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND))
         do {
-            try Syscall.writeAll(descriptor, header(magic: journalMagic, generation: generation), path: path)
-            try Syscall.fsync(descriptor, path: path)
-            try Syscall.fsyncDirectory(directory)
+            try system(Syscall.writeAll(descriptor, header(magic: journalMagic, generation: generation), path: path))
+            try system(Syscall.fsync(descriptor, path: path))
+            try system(Syscall.fsyncDirectory(directory))
         } catch {
             _ = Glibc.close(descriptor)
             throw error

@@ -7,18 +7,18 @@ internal import Foundation
 /// reports every access it guards as a race. `NSLock` is a pthread mutex,
 /// which ThreadSanitizer understands, so `swift test --sanitize=thread` can
 /// find real races.
-final class Locked<Value>: @unchecked Sendable {
+public final class Locked<Value>: @unchecked Sendable {
     // @unchecked: `value` is only touched while `lock` is held.
     private let lock = NSLock()
     private var value: Value
 
     /// Wraps `value`.
-    init(_ value: Value) {
+    public init(_ value: Value) {
         self.value = value
     }
 
     /// Runs `body` with the value, holding the lock.
-    func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
+    public func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
         lock.lock()
         defer { lock.unlock() }
         return try body(&value)

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import TestSupport
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -96,7 +98,7 @@ final class RegiondProcess {
         connection.send(Array(body[10...]))
         let reply = try connection.readReply()
         #expect(reply.status == 201)
-        #expect(try decode(RegionJSON.self, reply.body) == RegionJSON(offset: 0, size: MiB, class: 0, label: nil))
+        #expect(reply.text == #"{"class":0,"offset":0,"size":1048576}"#)
         #expect(await regiond.waitForExit(), "regiond did not exit after SIGTERM")
         #expect(regiond.process.terminationReason == .exit)
         #expect(regiond.process.terminationStatus == 0)

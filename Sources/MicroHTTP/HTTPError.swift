@@ -1,0 +1,77 @@
+internal import Foundation
+
+/// A failed request, rendered as RFC 9457 problem details. Handlers throw
+/// it; the router catches it in one place and turns it into a response.
+public struct HTTPError: Error, Sendable {
+    /// The status code.
+    public var status: Int
+    /// A stable snake_case code for programs (`not_found`, ...).
+    public var code: String
+    /// What was wrong, for a human.
+    public var detail: String
+    /// Extension members of the problem (RFC 9457 §3.2), such as a number a
+    /// caller can act on; encoded next to the standard members.
+    public var members: [String: UInt64]
+    /// Extra header fields (`Allow`, `WWW-Authenticate`).
+    public var headers: [(name: String, value: String)]
+
+    /// Makes an error.
+    public init(
+        _ status: Int, _ code: String, _ detail: String, members: [String: UInt64] = [:],
+        headers: [(name: String, value: String)] = []
+    ) {
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.members = members
+        self.headers = headers
+    }
+
+    /// The problem-details body: `type`, `title`, `status`, `detail`, `code` and the extension members.
+    private struct Problem: Encodable {
+        let error: HTTPError
+
+        struct Key: CodingKey {
+            let stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode("about:blank", forKey: Key(stringValue: "type"))
+            try container.encode(HTTPError.reason(error.status), forKey: Key(stringValue: "title"))
+            try container.encode(error.status, forKey: Key(stringValue: "status"))
+            try container.encode(error.detail, forKey: Key(stringValue: "detail"))
+            try container.encode(error.code, forKey: Key(stringValue: "code"))
+            for (name, value) in error.members {
+                try container.encode(value, forKey: Key(stringValue: name))
+            }
+        }
+    }
+
+    /// The response that carries this error.
+    public var response: Response {
+        var response = Response(status: status, json: Problem(error: self), contentType: "application/problem+json")
+        response.headers += headers
+        response.problemCode = code
+        return response
+    }
+
+    /// The reason phrase of a status code, used as the problem's title.
+    public static func reason(_ status: Int) -> String {
+        switch status {
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 409: "Conflict"
+        case 413: "Content Too Large"
+        case 422: "Unprocessable Content"
+        case 500: "Internal Server Error"
+        case 503: "Service Unavailable"
+        default: "Error"
+        }
+    }
+}

@@ -1,0 +1,94 @@
+internal import Dispatch
+internal import Glibc
+
+/// Compaction (a snapshot of the live regions starts a new generation and
+/// replaces the older files) and recovery after a failed write.
+extension Journal {
+    /// Switches appends to a new journal generation and schedules its
+    /// snapshot. When the new journal cannot be made, appends stay in the
+    /// current one and compaction waits for the next try.
+    func startGeneration(liveRegions: [SavedRegion]) {
+        guard let old = current else { return }
+        let generation = old.generation + 1
+        do throws(JournalError) {
+            let created = try StateFiles.createJournal(directory: directory, generation: generation)
+            current = OpenFile(descriptor: created.descriptor, path: created.path, generation: generation, length: StateFiles.headerSize)
+            _ = Glibc.close(old.descriptor)
+            pendingSnapshot = (generation, liveRegions)
+        } catch {
+            logger.error("could not start a new journal; compaction is postponed", metadata: ["error": "\(error)"])
+            try? Syscall.unlink(path(StateFiles.journalName(generation)))
+        }
+    }
+
+    /// Writes the scheduled snapshot, then deletes the generations before it.
+    func writePendingSnapshot() {
+        guard let (generation, regions) = pendingSnapshot else { return }
+        pendingSnapshot = nil
+        do throws(JournalError) {
+            try StateFiles.writeSnapshot(directory: directory, generation: generation, regions: regions)
+            if try removeFiles(olderThan: generation, in: system(Syscall.listDirectory(directory))) {
+                try system(Syscall.fsyncDirectory(directory))
+            }
+            logger.debug("wrote a snapshot", metadata: ["generation": "\(generation)", "regions": "\(regions.count)"])
+        } catch {
+            logger.error("could not write a snapshot; the journals it would replace stay", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Recovery, on the writer thread: a snapshot of `liveRegions` and an
+    /// empty journal as a new generation; then the journal is healthy again.
+    func startOver(liveRegions: [SavedRegion]) throws(JournalError) {
+        guard let old = current else { throw .notOpen }
+        let generation = old.generation + 1
+        try StateFiles.writeSnapshot(directory: directory, generation: generation, regions: liveRegions)
+        let created = try StateFiles.createJournal(directory: directory, generation: generation)
+        current = OpenFile(descriptor: created.descriptor, path: created.path, generation: generation, length: StateFiles.headerSize)
+        _ = Glibc.close(old.descriptor)
+        pendingSnapshot = nil
+        state.withLock { s in
+            s.failure = nil
+            s.durableSequence = s.nextSequence - 1
+            s.appendedSinceSnapshot = 0
+        }
+        logger.notice("journal recovered", metadata: ["generation": "\(generation)", "regions": "\(liveRegions.count)"])
+        do throws(JournalError) {
+            if try removeFiles(olderThan: generation, in: system(Syscall.listDirectory(directory))) {
+                try system(Syscall.fsyncDirectory(directory))
+            }
+        } catch {
+            logger.warning("could not delete the journals before the recovery", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// After a failure: writes a fresh snapshot of `liveRegions` as a new
+    /// generation and opens a new, empty journal; throws if the disk still
+    /// fails. Does nothing while the journal is healthy.
+    public func recover(liveRegions: [SavedRegion]) throws(JournalError) {
+        let outcome = RecoveryOutcome()
+        let signal = try state.withLock { (s) throws(JournalError) -> Bool in
+            guard s.phase == .open else { throw .notOpen }
+            guard s.failure != nil else { return false }
+            s.jobs.append { [self] in
+                do throws(JournalError) {
+                    try startOver(liveRegions: liveRegions)
+                } catch {
+                    outcome.result = .failure(error)
+                }
+                outcome.done.signal()
+            }
+            return true
+        }
+        guard signal else { return }
+        if state.withLock({ $0.wakeWriter() }) { wake.signal() }
+        outcome.done.wait()
+        try outcome.result.get()
+    }
+}
+
+/// The result of a recovery run on the writer thread. `@unchecked Sendable`:
+/// the writer sets `result` before signalling `done`; the caller reads it after waiting.
+private final class RecoveryOutcome: @unchecked Sendable {
+    var result: Result<Void, JournalError> = .success(())
+    let done = DispatchSemaphore(value: 0)
+}

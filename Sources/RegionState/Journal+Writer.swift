@@ -1,0 +1,140 @@
+internal import Foundation
+
+/// The writer thread: it takes everything queued, writes it, fsyncs once,
+/// and hands the completions to the completion queue. It never runs them.
+extension Journal {
+    /// What the writer took from the queue in one go.
+    struct Batch {
+        var segments: [Segment]
+        var jobs: [@Sendable () -> Void]
+        var stopping: Bool
+    }
+
+    /// Starts the writer thread; `load` calls it once the files are open.
+    func startWriter() {
+        let writer = Thread { [self] in
+            runWriter()
+            writerStopped.signal()
+        }
+        writer.name = Self.writerThreadName
+        writer.start()
+    }
+
+    /// The writer thread's name, as `pthread_getname_np` shows it.
+    public static let writerThreadName = "regiond-journal"
+
+    /// The writer loop: take everything queued, write it, fsync once, hand
+    /// over the completions; records queued meanwhile form the next batch.
+    func runWriter() {
+        while true {
+            let batch = state.withLock { s -> Batch? in
+                let stopping = s.phase == .closing
+                if s.segments.isEmpty && s.jobs.isEmpty && !stopping {
+                    s.writerSleeping = true
+                    return nil
+                }
+                defer {
+                    s.segments = []
+                    s.jobs = []
+                }
+                return Batch(segments: s.segments, jobs: s.jobs, stopping: stopping)
+            }
+            guard let batch else {
+                wake.wait()
+                continue
+            }
+            if !batch.segments.isEmpty { write(batch.segments) }
+            for job in batch.jobs { job() }
+            writePendingSnapshot()
+            if batch.stopping {
+                // No record can be appended any more: everything queued was
+                // just written. Fail whatever still waits, run late jobs.
+                let (jobs, waiters) = state.withLock { s in
+                    s.phase = .closed
+                    defer {
+                        s.jobs = []
+                        s.waiters = []
+                    }
+                    return (s.jobs, s.waiters)
+                }
+                if !waiters.isEmpty {
+                    completions.async {
+                        for waiter in waiters.sorted(by: { $0.sequence > $1.sequence }) { waiter.completion(.failure(.notOpen)) }
+                    }
+                }
+                for job in jobs { job() }
+                return
+            }
+        }
+    }
+
+    /// Writes and fsyncs a batch, segment by segment (a compaction point
+    /// starts a new journal between two segments), then hands the
+    /// completions over: the durable ones in order; on failure, every other
+    /// one, newest first (so undos run in reverse order of the changes).
+    func write(_ segments: [Segment]) {
+        var durableThrough: UInt64?
+        var written: UInt64 = 0
+        var fsyncTimes: [Duration] = []
+        var failure: JournalError?
+        for segment in segments {
+            if !segment.bytes.isEmpty {
+                guard let file = current else {
+                    failure = .notOpen
+                    break
+                }
+                do throws(JournalError) {
+                    try system(Syscall.writeAll(file.descriptor, segment.bytes, path: file.path))
+                    let start = ContinuousClock.now
+                    try system(Syscall.fsync(file.descriptor, path: file.path))
+                    fsyncTimes.append(ContinuousClock.now - start)
+                } catch {
+                    failure = error
+                    logger.error("journal write failed; the journal takes no records until recovered", metadata: ["error": "\(error)"])
+                    do throws(JournalError) {
+                        // Best effort: no half-written record stays behind the durable ones.
+                        try system(Syscall.truncate(file.descriptor, length: file.length, path: file.path))
+                    } catch {
+                        logger.error("could not cut the journal back to its durable length", metadata: ["error": "\(error)"])
+                    }
+                    break
+                }
+                current?.length += segment.bytes.count
+                written += UInt64(segment.count)
+                durableThrough = segment.lastSequence
+            }
+            if let regions = segment.compaction { startGeneration(liveRegions: regions) }
+        }
+
+        let (succeeded, failed) = state.withLock { s in
+            s.records += written
+            s.fsyncs += UInt64(fsyncTimes.count)
+            s.fsyncTime += fsyncTimes.reduce(.zero, +)
+            if let durableThrough { s.durableSequence = durableThrough }
+            if let failure {
+                s.failure = failure
+                // Records queued after this batch were never written either.
+                s.segments = []
+                let lastAppended = s.nextSequence - 1
+                if lastAppended > s.durableSequence {
+                    s.failed.append(((s.durableSequence + 1)...lastAppended, failure))
+                }
+            }
+            let durable = s.durableSequence
+            let succeeded = s.waiters.filter { $0.sequence <= durable }.sorted { $0.sequence < $1.sequence }
+            let failed = failure == nil ? [] : s.waiters.filter { $0.sequence > durable }.sorted { $0.sequence > $1.sequence }
+            s.waiters.removeAll { $0.sequence <= durable || failure != nil }
+            return (succeeded, failed)
+        }
+        let onFsync = self.onFsync
+        let fsyncs = fsyncTimes
+        let outcome = failure
+        completions.async {
+            for took in fsyncs { onFsync(took) }
+            for waiter in succeeded { waiter.completion(.success(())) }
+            if let failure = outcome {
+                for waiter in failed { waiter.completion(.failure(failure)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+internal import Dispatch
+internal import Foundation
+internal import Glibc
+public import Logging
+public import MemoryPool
+
+/// The durable state of the pool: an append-only journal of checksummed
+/// records, written by one thread with group commit, and compacted now and
+/// then into a snapshot. See ``StateFiles`` for the files and their format.
+///
+/// The writer thread only writes and fsyncs. Completions (answers, undos,
+/// metrics) run afterwards on `completions`, a serial queue: in the order
+/// the writer decided, never on the writer thread and never on the thread
+/// that registered them.
+///
+/// `@unchecked Sendable`: everything callers share lives in `state`, behind a
+/// lock (`Locked`). The open journal file (`current`) and the pending snapshot are
+/// touched only by the writer thread — by `load` before it starts it, and by
+/// `close` after it has stopped.
+public final class Journal: @unchecked Sendable {
+    /// Sees the duration of every batch fsync (for metrics); runs on `completions`.
+    let onFsync: @Sendable (Duration) -> Void
+    /// The state directory.
+    let directory: String
+    /// How many records may be appended after a snapshot before `needsCompaction`.
+    let compactAfter: Int
+    /// Where warnings and failures go.
+    let logger: Logger
+    /// The open `DIR/lock`, flock'd while this journal lives.
+    let lockDescriptor: Int32
+    /// What callers and the writer thread share.
+    let state = Locked(State())
+    /// Wakes the writer thread when it sleeps and there is work.
+    let wake = DispatchSemaphore(value: 0)
+    /// Signalled by the writer thread when it has stopped.
+    let writerStopped = DispatchSemaphore(value: 0)
+    /// Where completions run, one batch after another.
+    let completions = DispatchQueue(label: "regiond.journal.completions")
+    /// The journal file records are appended to; writer thread only.
+    var current: OpenFile?
+    /// A snapshot to write once the current batch is done; writer thread only.
+    var pendingSnapshot: (generation: UInt64, regions: [SavedRegion])?
+
+    /// A journal file open for appending.
+    struct OpenFile {
+        var descriptor: Int32
+        var path: String
+        var generation: UInt64
+        /// Bytes in the file that are durable.
+        var length: Int
+    }
+
+    /// Records queued for the writer, up to an optional compaction point.
+    struct Segment {
+        /// The framed records, ready for one write().
+        var bytes: [UInt8] = []
+        /// Sequence number of the last record in `bytes` (or before it, when empty).
+        var lastSequence: UInt64
+        /// How many records `bytes` holds.
+        var count = 0
+        /// When set: after this segment, start a new generation whose snapshot holds these regions.
+        var compaction: [SavedRegion]?
+    }
+
+    /// What a completion learns: the record is durable, or why it never will be.
+    public typealias Completion = @Sendable (Result<Void, JournalError>) -> Void
+
+    /// A completion waiting for its record to become durable.
+    struct Waiter {
+        var sequence: UInt64
+        var completion: Completion
+    }
+
+    /// Where the journal is in its life.
+    enum Phase {
+        case unloaded, open, closing, closed
+    }
+
+    /// Shared state; only touched under `state`'s lock.
+    struct State {
+        var phase = Phase.unloaded
+        var nextSequence: UInt64 = 1
+        var durableSequence: UInt64 = 0
+        var segments: [Segment] = []
+        var waiters: [Waiter] = []
+        /// Work to run on the writer thread after the current batch (recovery).
+        var jobs: [@Sendable () -> Void] = []
+        /// Set when a write or fsync failed; cleared by `recover`.
+        var failure: JournalError?
+        /// Sequence numbers that were never made durable, and why.
+        var failed: [(sequences: ClosedRange<UInt64>, error: JournalError)] = []
+        var appendedSinceSnapshot = 0
+        var writerSleeping = false
+        var records: UInt64 = 0
+        var fsyncs: UInt64 = 0
+        var fsyncTime = Duration.zero
+
+        /// Marks the writer awake; true when the caller must signal `wake`.
+        mutating func wakeWriter() -> Bool {
+            defer { writerSleeping = false }
+            return writerSleeping
+        }
+    }
+
+    /// Opens (creating, mode 0700, if missing) the state directory and takes an
+    /// exclusive non-blocking flock on `DIR/lock`, writing this process's pid there.
+    public init(
+        directory: String, compactAfter: Int = 65_536, logger: Logger,
+        onFsync: @escaping @Sendable (Duration) -> Void = { _ in }
+    ) throws(JournalError) {
+        self.onFsync = onFsync
+        self.directory = directory
+        self.compactAfter = compactAfter
+        self.logger = logger
+        try system(Syscall.makeDirectory(directory, mode: 0o700))
+        let lockPath = directory + "/" + StateFiles.lockName
+        let descriptor = try system(Syscall.open(lockPath, O_RDWR | O_CREAT))
+        do throws(JournalError) {
+            // Retry for a moment: a child another thread is forking holds a
+            // copy of a just-closed lock descriptor until it execs.
+            var locked = try system(Syscall.tryLockExclusive(descriptor, path: lockPath))
+            for _ in 0..<20 where !locked {
+                usleep(50_000)
+                locked = try system(Syscall.tryLockExclusive(descriptor, path: lockPath))
+            }
+            guard locked else {
+                let holder = (try? Syscall.readAll(lockPath)).flatMap {
+                    Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+                throw JournalError.locked(directory: directory, pid: holder)
+            }
+            try system(Syscall.truncate(descriptor, length: 0, path: lockPath))
+            try system(Syscall.writeAll(descriptor, Array("\(getpid())\n".utf8), path: lockPath))
+        } catch {
+            _ = Glibc.close(descriptor)
+            throw error
+        }
+        lockDescriptor = descriptor
+    }
+
+    deinit {
+        // close() was not called: at least give the lock back. The writer thread
+        // holds a reference, so an open journal never gets here.
+        if state.withLock({ $0.phase }) == .unloaded {
+            _ = Glibc.close(lockDescriptor)
+        }
+    }
+
+    /// Whether the journal can take records (false after a write or fsync
+    /// failure until `recover` succeeds, and when not open).
+    public var isHealthy: Bool {
+        state.withLock { $0.phase == .open && $0.failure == nil }
+    }
+
+    /// Counters for metrics and benchmarks: records written, fsyncs of record
+    /// batches done, and the time those fsyncs took.
+    public var statistics: (records: UInt64, fsyncs: UInt64, fsyncTime: Duration) {
+        state.withLock { ($0.records, $0.fsyncs, $0.fsyncTime) }
+    }
+
+    /// Stops the writer thread after it has written and fsync'd what is
+    /// queued, closes the files and releases the lock.
+    public func close() {
+        let phase = state.withLock { s -> Phase in
+            let phase = s.phase
+            switch phase {
+            case .unloaded: s.phase = .closed
+            case .open: s.phase = .closing
+            case .closing, .closed: break
+            }
+            return phase
+        }
+        switch phase {
+        case .unloaded:
+            // A load that failed late may have opened the journal file already.
+            if let current { _ = Glibc.close(current.descriptor) }
+            current = nil
+            _ = Glibc.close(lockDescriptor)
+        case .open:
+            wake.signal()
+            writerStopped.wait()
+            // Every completion the writer handed over has run when close returns.
+            completions.sync {}
+            if let current { _ = Glibc.close(current.descriptor) }
+            current = nil
+            // Closing the descriptor releases the flock.
+            _ = Glibc.close(lockDescriptor)
+        case .closing, .closed:
+            break
+        }
+    }
+}

@@ -1,0 +1,29 @@
+public import MemoryPool
+
+/// Why the region service refused a request. It says nothing about HTTP:
+/// the routes map each case to a status and a code.
+public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The size is 0 or over 4 GiB: no class fits it.
+    case invalidMemoryClass
+    /// No free region of the class or larger; `largestFree` is the largest size that can be allocated now.
+    case notEnoughSpace(largestFree: UInt64)
+    /// Nothing is allocated at the offset.
+    case notAllocated
+    /// The idempotency key was used for a request with another size or label.
+    case keyReused(key: String)
+    /// The journal could not take the change; it was not made.
+    case unavailable
+    /// The state is still loading.
+    case loading
+
+    public var description: String {
+        switch self {
+        case .invalidMemoryClass: "\(PoolError.invalidMemoryClass): the size must be from 1 byte to 4 GiB"
+        case .notEnoughSpace: "\(PoolError.notEnoughSpace)"
+        case .notAllocated: "\(PoolError.notAllocated)"
+        case .keyReused(let key): "Idempotency-Key \(key) was used for a request with another size or label"
+        case .unavailable: "the change could not be written to the journal; it was not made"
+        case .loading: "the state is still loading"
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import Dispatch
+import Foundation
+import MicroHTTP
+import Testing
+
+@testable import TestSupport
+
+/// The HTTP layer alone, over real sockets, with routes that know nothing of regions.
+@Suite struct HTTPServerTests {
+    @Test func aRouteAnswersOverASocketAndKeepsTheConnectionAlive() throws {
+        let (server, port) = try startServer(ToyRoutes())
+        defer { server.shutdown() }
+        let client = try RawClient(port: port)
+        defer { client.close() }
+        for body in ["one", "two"] {
+            client.send(RawClient.request("POST", "/echo", body: body))
+            let outcome = client.nextResponse()
+            guard case .response(let response) = outcome else {
+                Issue.record("no response: \(outcome)")
+                return
+            }
+            #expect(response.status == 200)
+            #expect(response.text == body)
+        }
+    }
+
+    @Test func unknownRoutesAndMethodsAreProblems() throws {
+        let (server, port) = try startServer(ToyRoutes())
+        defer { server.shutdown() }
+        guard case .response(let missing) = try RawClient.exchange(port: port, "GET", "/nowhere"),
+            case .response(let wrongMethod) = try RawClient.exchange(port: port, "DELETE", "/ping")
+        else {
+            Issue.record("no response")
+            return
+        }
+        #expect(missing.status == 404)
+        #expect(missing.header("Content-Type") == "application/problem+json")
+        #expect(missing.text.contains(#""code":"not_found""#))
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.header("Allow") == "GET")
+    }
+
+    @Test func aBodyOverTheLimitIs413AndNeverReachesTheRoute() throws {
+        let (server, port) = try startServer(ToyRoutes())
+        defer { server.shutdown() }
+        let outcome = try RawClient.exchange(port: port, "POST", "/echo", body: String(repeating: "x", count: 70_000))
+        #expect(outcome.status == 413)
+    }
+
+    /// libmicrohttpd aborts the process when stopped with a suspended
+    /// connection, and a late answer would resume a freed one: shutdown must
+    /// answer every waiting request itself and ignore later answers.
+    @Test func shutdownAnswers503ToARequestStillWaitingAndIgnoresTheLateAnswer() throws {
+        let routes = ToyRoutes()
+        let (server, port) = try startServer(routes)
+        let client = try RawClient(port: port, timeout: .seconds(10))
+        defer { client.close() }
+        client.send(RawClient.request("GET", "/held"))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while routes.heldCount == 0 && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(routes.heldCount == 1)
+        let started = ContinuousClock.now
+        server.shutdown(drainTimeout: .milliseconds(200))
+        #expect(ContinuousClock.now - started < .seconds(5))
+        let outcome = client.nextResponse()
+        guard case .response(let response) = outcome else {
+            Issue.record("no answer before the server stopped: \(outcome)")
+            return
+        }
+        #expect(response.status == 503)
+        #expect(response.text.contains(#""code":"shutting_down""#))
+        // The handler answers after all: nothing happens, nothing crashes.
+        routes.answerHeld(Response(status: 200, body: Array("late".utf8)))
+    }
+
+    @Test func aRequestAnsweredWithinTheDrainTimeGetsItsAnswer() throws {
+        let routes = ToyRoutes()
+        let (server, port) = try startServer(routes)
+        let client = try RawClient(port: port, timeout: .seconds(10))
+        defer { client.close() }
+        client.send(RawClient.request("GET", "/held"))
+        while routes.heldCount == 0 { Thread.sleep(forTimeInterval: 0.01) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) {
+            routes.answerHeld(Response(status: 200, body: Array("in time".utf8)))
+        }
+        server.shutdown(drainTimeout: .seconds(5))
+        guard case .response(let response) = client.nextResponse() else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(response.status == 200)
+        #expect(response.text == "in time")
+    }
+}
