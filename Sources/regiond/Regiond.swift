@@ -50,20 +50,10 @@ struct Regiond: ParsableCommand {
     @Flag(help: "Print every route as METHOD /path and exit.")
     var printRoutes = false
 
+    /// The flags alone, by the same rules ``Settings/resolve(_:environment:)``
+    /// applies to flags and variables together in ``run()``.
     func validate() throws {
-        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be from 0 to 65535") }
-        if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be from 1 to 64") }
-        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
-        if let maxConnectionsPerIP, maxConnectionsPerIP < 0 {
-            throw ValidationError("--max-connections-per-ip must be 0 or more")
-        }
-        if let connectionTimeout, connectionTimeout < 1 {
-            throw ValidationError("--connection-timeout must be at least 1 second")
-        }
-        if inMemory && stateDir != nil { throw ValidationError("--in-memory and --state-dir exclude each other") }
-        if unixSocket != nil && (host != nil || port != nil) {
-            throw ValidationError("--unix-socket replaces --host and --port; give one or the other")
-        }
+        _ = try Settings.resolve(self, environment: [:])
     }
 
     /// The token in `path`, without one trailing newline.

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Logging
 
-/// The effective settings: each flag, else its `REGIOND_*` variable, else the default.
+/// The effective settings: each flag, else its `REGIOND_*` variable, else the
+/// default, checked by one set of rules whichever source a value came from.
 struct Settings: Equatable {
     var host = "127.0.0.1"
     var port = 8080
@@ -15,61 +16,132 @@ struct Settings: Equatable {
     var connectionTimeout = 30
     var logLevel = Logger.Level.info
 
+    /// The allowed values of each integer setting, for flags and variables alike.
+    static let portRange = 0...65535
+    static let threadRange = 1...64
+    static let maxConnectionRange = 1...100_000
+    static let maxConnectionPerIPRange = 0...100_000
+    static let connectionTimeoutRange = 1...3600
+
     /// Resolves `options` against `environment`: a pure function, so tests pass a dictionary.
+    ///
+    /// Two settings that exclude each other (`--in-memory` and `--state-dir`;
+    /// `--unix-socket` and `--host`/`--port`) are an error when both come from
+    /// the same source; a flag wins over a variable it excludes, as it wins
+    /// over its own variable (so `docker run regiond --in-memory` works in an
+    /// image that sets `REGIOND_STATE_DIR`).
     static func resolve(_ options: Regiond, environment: [String: String]) throws -> Settings {
+        let source = Source(environment: environment)
+        var host = source.text(options.host, flag: "--host", variable: "HOST")
+        var port = try source.integer(options.port, flag: "--port", variable: "PORT", in: portRange)
+        var unixSocket = source.text(options.unixSocket, flag: "--unix-socket", variable: "UNIX_SOCKET")
+        var stateDirectory = source.text(options.stateDir, flag: "--state-dir", variable: "STATE_DIR")
+        var inMemory = try source.boolean(options.inMemory ? true : nil, flag: "--in-memory", variable: "IN_MEMORY")
+
+        if let unix = unixSocket, let tcp = [host, port.map(\.named)].compactMap({ $0 }).first {
+            guard unix.fromFlag != tcp.fromFlag else {
+                throw ValidationError("\(unix.name) replaces \(tcp.name); give one or the other")
+            }
+            if unix.fromFlag {
+                (host, port) = (nil, nil)
+            } else {
+                unixSocket = nil
+            }
+        }
+        if let memory = inMemory, memory.value, let directory = stateDirectory {
+            guard memory.fromFlag != directory.fromFlag else {
+                throw ValidationError("\(memory.name) and \(directory.name) exclude each other")
+            }
+            if memory.fromFlag {
+                stateDirectory = nil
+            } else {
+                inMemory = nil
+            }
+        }
+
         var settings = Settings()
-        let lookup = Lookup(environment: environment)
-        settings.host = options.host ?? lookup.string("HOST") ?? settings.host
-        settings.port = try options.port ?? lookup.integer("PORT", in: 0...65535) ?? settings.port
-        settings.unixSocket = options.unixSocket ?? lookup.string("UNIX_SOCKET")
-        settings.stateDirectory = options.stateDir ?? lookup.string("STATE_DIR") ?? settings.stateDirectory
-        settings.inMemory = try options.inMemory || (lookup.boolean("IN_MEMORY") ?? false)
-        settings.tokenFile = options.tokenFile ?? lookup.string("TOKEN_FILE")
-        settings.threads = try options.threads ?? lookup.integer("THREADS", in: 1...64) ?? settings.threads
+        settings.host = host?.value ?? settings.host
+        settings.port = port?.value ?? settings.port
+        settings.unixSocket = unixSocket?.value
+        settings.stateDirectory = stateDirectory?.value ?? settings.stateDirectory
+        settings.inMemory = inMemory?.value ?? false
+        settings.tokenFile = source.text(options.tokenFile, flag: "--token-file", variable: "TOKEN_FILE")?.value
+        settings.threads =
+            try source.integer(options.threads, flag: "--threads", variable: "THREADS", in: threadRange)?.value
+            ?? settings.threads
         settings.maxConnections =
-            try options.maxConnections ?? lookup.integer("MAX_CONNECTIONS", in: 1...100_000) ?? settings.maxConnections
+            try source.integer(
+                options.maxConnections, flag: "--max-connections", variable: "MAX_CONNECTIONS", in: maxConnectionRange
+            )?.value ?? settings.maxConnections
         settings.maxConnectionsPerIP =
-            try options.maxConnectionsPerIP ?? lookup.integer("MAX_CONNECTIONS_PER_IP", in: 0...100_000)
-            ?? settings.maxConnectionsPerIP
+            try source.integer(
+                options.maxConnectionsPerIP, flag: "--max-connections-per-ip", variable: "MAX_CONNECTIONS_PER_IP",
+                in: maxConnectionPerIPRange
+            )?.value ?? settings.maxConnectionsPerIP
         settings.connectionTimeout =
-            try options.connectionTimeout ?? lookup.integer("CONNECTION_TIMEOUT", in: 1...3600)
-            ?? settings.connectionTimeout
-        let (levelSource, level) =
-            options.logLevel.map { ("--log-level", $0) } ?? lookup.string("LOG_LEVEL").map { ("REGIOND_LOG_LEVEL", $0) }
-            ?? ("", nil)
-        if let level {
-            guard let parsed = Logger.Level(rawValue: level) else {
+            try source.integer(
+                options.connectionTimeout, flag: "--connection-timeout", variable: "CONNECTION_TIMEOUT",
+                in: connectionTimeoutRange
+            )?.value ?? settings.connectionTimeout
+        if let level = source.text(options.logLevel, flag: "--log-level", variable: "LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: level.value) else {
                 throw ValidationError(
-                    "\(levelSource) must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \(level)")
+                    "\(level.name) must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not \(level.value)"
+                )
             }
             settings.logLevel = parsed
         }
         return settings
     }
 
-    /// Reads `REGIOND_<NAME>` variables; empty values count as unset.
-    private struct Lookup {
+    /// A value and where it came from, for messages and for which of two excluding settings wins.
+    struct Given<Value> {
+        var value: Value
+        /// `--port` or `REGIOND_PORT`.
+        var name: String
+        var fromFlag: Bool
+
+        /// The same origin without the value, to compare settings of different types.
+        var named: Given<String> { Given<String>(value: "\(value)", name: name, fromFlag: fromFlag) }
+    }
+
+    /// Takes each setting from its flag, else from its `REGIOND_<NAME>`
+    /// variable (an empty one counts as unset).
+    private struct Source {
         let environment: [String: String]
 
-        func string(_ name: String) -> String? {
-            environment["REGIOND_\(name)"].flatMap { $0.isEmpty ? nil : $0 }
+        func text(_ flag: String?, flag flagName: String, variable: String) -> Given<String>? {
+            if let flag { return Given(value: flag, name: flagName, fromFlag: true) }
+            let name = "REGIOND_\(variable)"
+            return environment[name].flatMap { $0.isEmpty ? nil : Given(value: $0, name: name, fromFlag: false) }
         }
 
-        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-            guard let text = string(name) else { return nil }
-            guard let value = Int(text), range.contains(value) else {
-                throw ValidationError("REGIOND_\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), not \(text)")
+        func integer(_ flag: Int?, flag flagName: String, variable: String, in range: ClosedRange<Int>) throws -> Given<Int>? {
+            let given: Given<Int>?
+            if let flag {
+                given = Given(value: flag, name: flagName, fromFlag: true)
+            } else if let text = text(nil, flag: flagName, variable: variable) {
+                guard let value = Int(text.value) else { throw outOfRange(text.name, range, text.value) }
+                given = Given(value: value, name: text.name, fromFlag: false)
+            } else {
+                given = nil
             }
-            return value
+            if let given, !range.contains(given.value) { throw outOfRange(given.name, range, "\(given.value)") }
+            return given
         }
 
-        func boolean(_ name: String) throws -> Bool? {
-            guard let text = string(name) else { return nil }
-            switch text.lowercased() {
-            case "1", "true", "yes": return true
-            case "0", "false", "no": return false
-            default: throw ValidationError("REGIOND_\(name) must be true or false, not \(text)")
+        func boolean(_ flag: Bool?, flag flagName: String, variable: String) throws -> Given<Bool>? {
+            if let flag { return Given(value: flag, name: flagName, fromFlag: true) }
+            guard let text = text(nil, flag: flagName, variable: variable) else { return nil }
+            switch text.value.lowercased() {
+            case "1", "true", "yes": return Given(value: true, name: text.name, fromFlag: false)
+            case "0", "false", "no": return Given(value: false, name: text.name, fromFlag: false)
+            default: throw ValidationError("\(text.name) must be true or false, not \(text.value)")
             }
+        }
+
+        private func outOfRange(_ name: String, _ range: ClosedRange<Int>, _ text: String) -> ValidationError {
+            ValidationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), not \(text)")
         }
     }
 }

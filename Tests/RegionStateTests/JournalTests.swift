@@ -304,7 +304,8 @@ import Testing
         #expect(order.map(\.0) == sequences.reversed())
         #expect(order.allSatisfy { !$0.1 })
         #expect(!journal.isHealthy)
-        #expect(throws: JournalError.self) { try journal.append(.release(offset: MiB)) { _ in } }
+        let full = JournalError.system(SystemError(call: "write", path: journalPath, errno: ENOSPC))
+        #expect(throws: JournalError.failed(full)) { try journal.append(.release(offset: MiB)) { _ in } }
         #expect(try fileSize(journalPath) == durableSize)
 
         // Free the space: recovery writes a new generation and takes records again.
@@ -467,14 +468,14 @@ private func fillFileSystem(_ path: String) throws {
 }
 
 /// A logger for tests that need no log assertions: errors only.
-private func testLogger() -> Logger {
+func testLogger() -> Logger {
     var logger = Logger(label: "regiond.journal.test")
     logger.logLevel = .error
     return logger
 }
 
 /// A directory under the system temporary directory, removed with its contents on deinit.
-private final class TemporaryDirectory {
+final class TemporaryDirectory {
     let path: String
 
     init() throws {

@@ -28,17 +28,15 @@ import Testing
 
     @Test func everyVariableIsRead() throws {
         let settings = try resolve([], [
-            "REGIOND_HOST": "0.0.0.0", "REGIOND_PORT": "9000", "REGIOND_UNIX_SOCKET": "/run/r.sock",
-            "REGIOND_STATE_DIR": "/var/lib/regiond", "REGIOND_IN_MEMORY": "true", "REGIOND_TOKEN_FILE": "/etc/token",
+            "REGIOND_HOST": "0.0.0.0", "REGIOND_PORT": "9000",
+            "REGIOND_STATE_DIR": "/var/lib/regiond", "REGIOND_TOKEN_FILE": "/etc/token",
             "REGIOND_THREADS": "8", "REGIOND_MAX_CONNECTIONS": "50", "REGIOND_MAX_CONNECTIONS_PER_IP": "0",
             "REGIOND_CONNECTION_TIMEOUT": "5", "REGIOND_LOG_LEVEL": "debug",
         ])
         var expected = Settings()
         expected.host = "0.0.0.0"
         expected.port = 9000
-        expected.unixSocket = "/run/r.sock"
         expected.stateDirectory = "/var/lib/regiond"
-        expected.inMemory = true
         expected.tokenFile = "/etc/token"
         expected.threads = 8
         expected.maxConnections = 50
@@ -52,7 +50,7 @@ import Testing
         let environment = [
             "REGIOND_HOST": "0.0.0.0", "REGIOND_PORT": "9000", "REGIOND_STATE_DIR": "/env", "REGIOND_TOKEN_FILE": "/env-token",
             "REGIOND_THREADS": "8", "REGIOND_MAX_CONNECTIONS": "50", "REGIOND_MAX_CONNECTIONS_PER_IP": "3",
-            "REGIOND_CONNECTION_TIMEOUT": "5", "REGIOND_LOG_LEVEL": "debug", "REGIOND_UNIX_SOCKET": "/env.sock",
+            "REGIOND_CONNECTION_TIMEOUT": "5", "REGIOND_LOG_LEVEL": "debug",
         ]
         let settings = try resolve(
             [
@@ -147,12 +145,54 @@ import Testing
         }
     }
 
+    /// One rule per setting, whichever source gives it: each bad value as a
+    /// flag and as a variable, refused with the name of where it came from.
     @Test(arguments: [
-        ["--port", "70000"], ["--port", "-1"], ["--threads", "0"], ["--max-connections", "0"],
-        ["--connection-timeout", "0"], ["--max-connections-per-ip", "-1"], ["--in-memory", "--state-dir", "x"],
-        ["--unix-socket", "/s", "--port", "1"],
+        ("port", "70000"), ("port", "-1"), ("threads", "0"), ("threads", "65"), ("max-connections", "0"),
+        ("max-connections", "100001"), ("connection-timeout", "0"), ("connection-timeout", "3601"),
+        ("max-connections-per-ip", "-1"), ("max-connections-per-ip", "100001"), ("log-level", "loud"),
     ])
-    func badFlagsAreRefusedByParse(arguments: [String]) {
-        #expect(throws: (any Error).self) { try Regiond.parse(arguments) }
+    func aBadValueIsRefusedTheSameWayAsAFlagAndAsAVariable(option: String, value: String) {
+        let variable = "REGIOND_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
+        #expect { try Regiond.parse(["--\(option)=\(value)"]) } throws: { error in
+            let message = Regiond.message(for: error)
+            return message.contains("--\(option)") && message.contains(value)
+        }
+        #expect { try resolve([], [variable: value]) } throws: { error in
+            (error as? ValidationError).map { $0.message.contains(variable) && $0.message.contains(value) } ?? false
+        }
+    }
+
+    /// Settings that exclude each other are refused when they come from the same source.
+    @Test(arguments: [
+        (["--in-memory", "--state-dir", "x"], [String: String]()),
+        (["--unix-socket", "/s", "--port", "1"], [:]),
+        (["--unix-socket", "/s", "--host", "::1"], [:]),
+        ([], ["REGIOND_IN_MEMORY": "true", "REGIOND_STATE_DIR": "x"]),
+        ([], ["REGIOND_UNIX_SOCKET": "/s", "REGIOND_PORT": "1"]),
+        ([], ["REGIOND_UNIX_SOCKET": "/s", "REGIOND_HOST": "::1"]),
+    ])
+    func excludingSettingsFromOneSourceAreRefused(arguments: [String], environment: [String: String]) {
+        #expect { try resolve(arguments, environment) } throws: { error in
+            Regiond.message(for: error).contains(arguments.isEmpty ? "REGIOND_" : "--")
+        }
+    }
+
+    /// A flag wins over a variable it excludes, as over its own variable.
+    @Test func aFlagWinsOverAVariableItExcludes() throws {
+        let image = ["REGIOND_HOST": "0.0.0.0", "REGIOND_PORT": "8080", "REGIOND_STATE_DIR": "/var/lib/regiond"]
+        let inMemory = try resolve(["--in-memory"], image)
+        #expect(inMemory.inMemory)
+        #expect(inMemory.host == "0.0.0.0")
+        let unix = try resolve(["--unix-socket", "/run/r.sock"], image)
+        #expect(unix.unixSocket == "/run/r.sock")
+        #expect(unix.host == Settings().host && unix.port == Settings().port)
+        let tcp = try resolve(["--port", "9000"], ["REGIOND_UNIX_SOCKET": "/run/r.sock"])
+        #expect(tcp.unixSocket == nil)
+        #expect(tcp.port == 9000)
+        let durable = try resolve(["--state-dir", "/srv"], ["REGIOND_IN_MEMORY": "true"])
+        #expect(!durable.inMemory)
+        #expect(durable.stateDirectory == "/srv")
+        #expect(try resolve([], ["REGIOND_IN_MEMORY": "false", "REGIOND_STATE_DIR": "/srv"]).stateDirectory == "/srv")
     }
 }
