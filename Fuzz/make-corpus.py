@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of RegionFuzz into Fuzz/corpus/, in the input
-format of Sources/RegionServer/FuzzInput.swift. Run it again after changing
+format of Sources/RegionFuzz/FuzzInput.swift. Run it again after changing
 the format or the list; the output is committed."""
 import hashlib
 import pathlib
@@ -86,6 +86,12 @@ SEEDS = [
     # deep nesting
     post("[" * 10000 + "]" * 10000), post('{"size": 1, "label": ' + "[" * 5000 + "]" * 5000 + "}"),
     post('{"a":' * 3000 + "1" + "}" * 3000),
+    # a NUL in the path or a query value must not cut it short
+    request("DELETE", "/regions/0\0"), request("GET", "/regions/1048576\0junk"),
+    request("GET", "/regions", query=[("label", "a\0b")]),
+    # two different Content-Length values, and a list of them
+    post('{"size":1048576}', headers=[("Content-Length", "16"), ("Content-Length", "17")]),
+    post('{"size":1048576}', headers=[("Content-Length", "16, 17")]),
 ]
 
 

@@ -104,6 +104,9 @@ public final class HTTPServer: @unchecked Sendable {
                 option: .NOTIFY_COMPLETED,
                 value: unsafeBitCast(completedCallback, to: Int.self),
                 ptr_value: context),
+            // Called first for every request, with the target as sent: the
+            // exchange keeps it, so a `%00` cannot cut the path short.
+            MHD_OptionItem(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: context),
         ]
         if configuration.maxConnectionsPerIP > 0 {
             options.append(
@@ -177,15 +180,23 @@ public final class HTTPServer: @unchecked Sendable {
             case done
         }
 
-        let connection: OpaquePointer
+        /// The request target exactly as sent, before libmicrohttpd decodes
+        /// it into a C string that would end at a `%00`.
+        let target: [UInt8]
+        /// The header fields, read once on the first call.
+        var headers: [(name: String, value: String)] = []
+        /// False until the access handler has seen the headers.
+        var started = false
         var body: [UInt8] = []
         /// The body grew past the limit: the rest is dropped, the answer is 413.
         var tooLarge = false
         private let lock = NSLock()
         private var phase = Phase.reading
+        /// The connection; set on the first call of the access handler.
+        var connection: OpaquePointer?
 
-        init(connection: OpaquePointer) {
-            self.connection = connection
+        init(target: [UInt8]) {
+            self.target = target
         }
 
         /// Runs `body` with the phase, holding the lock.
@@ -203,7 +214,7 @@ public final class HTTPServer: @unchecked Sendable {
                     phase = .ready(response)
                 case .suspended:
                     phase = .ready(response)
-                    MHD_resume_connection(connection)
+                    if let connection { MHD_resume_connection(connection) }
                 case .ready, .done:
                     break
                 }
@@ -251,20 +262,31 @@ public final class HTTPServer: @unchecked Sendable {
         uploadSize: UnsafeMutablePointer<Int>,
         slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
-        guard let raw = slot.pointee else {
-            // First call: only the headers are in. Refuse a declared oversized
-            // body now, so it is never read.
-            let exchange = Exchange(connection: connection)
-            slot.pointee = Unmanaged.passRetained(exchange).toOpaque()
-            inFlight.add(1, ordering: .relaxed)
-            if let length = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length"),
-                let declared = UInt64(String(cString: length)), declared > configuration.bodyLimit
-            {
-                return queue(tooLarge(), on: connection)
-            }
-            return .YES
+        if slot.pointee == nil {
+            // Not made by the URI callback (libmicrohttpd always calls it first):
+            // fall back on the decoded URL.
+            slot.pointee = begin(target: Array(String(cString: url).utf8))
         }
-        let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeUnretainedValue()
+        let exchange = Unmanaged<Exchange>.fromOpaque(slot.pointee!).takeUnretainedValue()
+        if !exchange.started {
+            // First call: only the headers are in. Refuse what cannot be read
+            // unambiguously, or a declared oversized body, now: a response
+            // queued on the first call closes the connection unread.
+            exchange.started = true
+            exchange.connection = connection
+            let fields = HeaderFields.read(connection)
+            exchange.headers = fields.headers
+            switch fields.framing {
+            case .invalid(let detail):
+                exchange.withPhase { $0 = .done }
+                return queue(HTTPError(400, "invalid_request", detail).response, on: connection)
+            case .length(let declared) where declared > configuration.bodyLimit:
+                exchange.withPhase { $0 = .done }
+                return queue(tooLarge(), on: connection)
+            case .length, .chunked, .none:
+                return .YES
+            }
+        }
         if uploadSize.pointee > 0 {
             let count = uploadSize.pointee
             uploadSize.pointee = 0
@@ -292,7 +314,8 @@ public final class HTTPServer: @unchecked Sendable {
         }
         // The final call: the whole request is in.
         exchange.withPhase { $0 = .waiting }
-        let request = makeRequest(connection, url: url, method: method, body: exchange.body)
+        let request = Request(
+            target: exchange.target, method: String(cString: method), headers: exchange.headers, body: exchange.body)
         exchange.body = []
         handler(request) { response in exchange.complete(response) }
         if let answered = exchange.takeAnswer() {
@@ -312,6 +335,12 @@ public final class HTTPServer: @unchecked Sendable {
         return exchange.takeAnswer().map { queue($0, on: connection) } ?? .YES
     }
 
+    /// A new request: its exchange, retained in the request slot until `completed`.
+    fileprivate func begin(target: [UInt8]) -> UnsafeMutableRawPointer {
+        inFlight.add(1, ordering: .relaxed)
+        return Unmanaged.passRetained(Exchange(target: target)).toOpaque()
+    }
+
     fileprivate func completed(_ slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
         guard let raw = slot.pointee else { return }
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
@@ -324,24 +353,6 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func tooLarge() -> Response {
         HTTPError(413, "payload_too_large", "the body is larger than \(configuration.bodyLimit) bytes").response
-    }
-
-    private func makeRequest(
-        _ connection: OpaquePointer, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>, body: [UInt8]
-    ) -> Request {
-        let collected = Unmanaged.passRetained(Collected())
-        defer { collected.release() }
-        let context = collected.toOpaque()
-        _ = MHD_get_connection_values(connection, .HEADER_KIND, collectValue, context)
-        _ = MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, collectValue, context)
-        let values = collected.takeUnretainedValue()
-        return Request(
-            method: String(cString: method),
-            path: String(cString: url),
-            query: values.query,
-            headers: values.headers,
-            body: body
-        )
     }
 
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
@@ -359,10 +370,51 @@ public final class HTTPServer: @unchecked Sendable {
     }
 }
 
-/// Header fields and query arguments gathered by ``collectValue``.
-private final class Collected {
+/// The header fields of a request, read once with their lengths, and what
+/// they say about how the body is framed (RFC 9112 §6).
+private struct HeaderFields {
+    /// How the body is delimited, or why it cannot be told.
+    enum Framing {
+        case none
+        case length(UInt64)
+        case chunked
+        case invalid(String)
+    }
+
     var headers: [(name: String, value: String)] = []
-    var query: [String: String] = [:]
+    var contentLengths: [Substring] = []
+    var transferEncoding = false
+    var invalid: String?
+
+    var framing: Framing {
+        if let invalid { return .invalid(invalid) }
+        let lengths = Set(contentLengths.map { $0.trimmingCharacters(in: .whitespaces) })
+        if transferEncoding {
+            // RFC 9112 §6.1: a sender must not send both; a server may treat
+            // it as an error and must then close. Either length could be meant.
+            return contentLengths.isEmpty
+                ? .chunked : .invalid("Content-Length and Transfer-Encoding together frame the body two ways")
+        }
+        guard let first = lengths.first else { return .none }
+        // RFC 9112 §6.3: equal repeated values may be taken as one; different ones are a framing error.
+        guard lengths.count == 1, first.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let length = UInt64(first)
+        else {
+            return .invalid("Content-Length must be one decimal number; this request gives \(contentLengths.count) values")
+        }
+        return .length(length)
+    }
+
+    static func read(_ connection: OpaquePointer) -> HeaderFields {
+        let collected = Unmanaged.passRetained(Box(HeaderFields()))
+        defer { collected.release() }
+        _ = MHD_get_connection_values_n(connection, .HEADER_KIND, collectHeader, collected.toOpaque())
+        return collected.takeUnretainedValue().value
+    }
+
+    final class Box {
+        var value: HeaderFields
+        init(_ value: HeaderFields) { self.value = value }
+    }
 }
 
 // Non-capturing closures, so they convert to C function pointers; the
@@ -380,15 +432,36 @@ private let completedCallback: MHD_RequestCompletedCallback = { context, _, slot
     Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().completed(slot)
 }
 
-private let collectValue: MHD_KeyValueIterator = { context, kind, key, value in
+private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?) -> UnsafeMutableRawPointer? = {
+    context, uri, _ in
+    guard let context else { return nil }
+    let target = uri.map { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) } ?? []
+    return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().begin(target: target)
+}
+
+private let collectHeader: MHD_KeyValueIteratorN = { context, _, key, keySize, value, valueSize in
     guard let context, let key else { return .YES }
-    let collected = Unmanaged<Collected>.fromOpaque(context).takeUnretainedValue()
-    let name = String(cString: key)
-    let text = value.map { String(cString: $0) } ?? ""
-    if kind == .GET_ARGUMENT_KIND {
-        if collected.query[name] == nil { collected.query[name] = text }
-    } else {
-        collected.headers.append((name, text))
+    let fields = Unmanaged<HeaderFields.Box>.fromOpaque(context).takeUnretainedValue()
+    let name = UnsafeRawBufferPointer(start: key, count: keySize)
+    let text = value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+    // A NUL inside a name or value would cut the C string libmicrohttpd and
+    // others read short: refuse instead of guessing.
+    if name.contains(0) || text.contains(0) || strlen(key) != keySize {
+        fields.value.invalid = "a header field contains a NUL byte"
+        return .YES
+    }
+    // RFC 9112 §5.1 and §2.2: whitespace in or after a field name, or a bare
+    // CR, must be refused; a lenient reading is how one request is read as two.
+    if name.contains(where: { $0 == 0x20 || $0 == 0x09 }) || text.contains(0x0D) || text.contains(0x0A) {
+        fields.value.invalid = "a header field name contains whitespace or a value contains a bare CR or LF"
+        return .YES
+    }
+    let header = (name: String(decoding: name, as: UTF8.self), value: String(decoding: text, as: UTF8.self))
+    fields.value.headers.append(header)
+    if header.name.caseInsensitiveEquals("Content-Length") {
+        fields.value.contentLengths += header.value.split(separator: ",", omittingEmptySubsequences: false)
+    } else if header.name.caseInsensitiveEquals("Transfer-Encoding") {
+        fields.value.transferEncoding = true
     }
     return .YES
 }
