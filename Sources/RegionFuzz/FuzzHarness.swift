@@ -80,11 +80,40 @@ final class FuzzHarness: Sendable {
             return nil
         }
         guard (200..<300).contains(response.status) else { return "unexpected status" }
-        if request.method == "POST" || request.method == "DELETE" || request.path.hasPrefix("/regions/") {
-            guard let region = object(response.body), let violation = checkRegion(region) else { return nil }
-            return violation
+        return checkSuccess(response, to: request)
+    }
+
+    /// A 2xx answer: the body its route promises. Only these routes answer
+    /// 2xx at all; the router matches paths exactly.
+    func checkSuccess(_ response: Response, to request: Request) -> String? {
+        let json = response.header("Content-Type") == "application/json" ? object(response.body) : nil
+        let route = request.path.hasPrefix("/regions/") ? "/regions/{offset}" : request.path
+        switch (request.method, route) {
+        case ("POST", "/regions"), ("GET", "/regions/{offset}"), ("DELETE", "/regions/{offset}"):
+            return checkRegion(json)
+        case ("GET", "/regions"):
+            guard let regions = json?["regions"] as? [[String: Any]] else { return "region list body does not decode" }
+            return regions.lazy.compactMap(checkRegion).first
+        case ("GET", "/pool"):
+            return poolFigures(json) == nil ? "pool body does not decode" : nil
+        case ("GET", "/livez"), ("GET", "/healthz"), ("GET", "/readyz"):
+            return json?["status"] as? String == "ok" ? nil : "probe body is not {\"status\":\"ok\"}"
+        case ("GET", "/metrics"):
+            guard response.header("Content-Type")?.hasPrefix("text/plain") == true,
+                String(validating: response.body, as: UTF8.self)?.contains("# TYPE regiond_") == true
+            else {
+                return "metrics body is not the text exposition"
+            }
+            return nil
+        case ("GET", "/openapi.yaml"):
+            guard response.header("Content-Type") == "application/yaml", response.body.starts(with: Array("openapi:".utf8))
+            else {
+                return "openapi.yaml body is not the spec"
+            }
+            return nil
+        default:
+            return "2xx from \(request.method) \(route), which has no such answer"
         }
-        return nil
     }
 
     /// A region body: offset, size and class agree and fit in the 4 GiB device.
@@ -105,9 +134,7 @@ final class FuzzHarness: Sendable {
     /// GET /pool adds up, agrees with GET /regions, and the harness keeps the pool small.
     func checkPool() -> String? {
         guard case .success(let poolResponse) = answer(Request(method: "GET", path: "/pool"), by: open),
-            poolResponse.status == 200, let pool = object(poolResponse.body),
-            let capacity = pool["capacity"] as? UInt64, let used = pool["usedBytes"] as? UInt64,
-            let free = pool["freeBytes"] as? UInt64, let count = pool["regionCount"] as? Int
+            poolResponse.status == 200, let (capacity, used, free, count) = poolFigures(object(poolResponse.body))
         else {
             return "GET /pool failed"
         }
@@ -135,6 +162,16 @@ final class FuzzHarness: Sendable {
             }
         }
         return nil
+    }
+
+    /// The figures of a `GET /pool` body; nil unless it has them all.
+    private func poolFigures(_ pool: [String: Any]?) -> (capacity: UInt64, used: UInt64, free: UInt64, count: Int)? {
+        guard let pool, let capacity = pool["capacity"] as? UInt64, let used = pool["usedBytes"] as? UInt64,
+            let free = pool["freeBytes"] as? UInt64, let count = pool["regionCount"] as? Int
+        else {
+            return nil
+        }
+        return (capacity, used, free, count)
     }
 
     private func object(_ body: [UInt8]) -> [String: Any]? {

@@ -178,6 +178,12 @@ enum StateFiles {
             }
             return JournalFile(records: [], validLength: 0, tear: Tear(record: nil, reason: "header cut short at \(bytes.count) bytes"))
         }
+        if bytes.prefix(headerSize).allSatisfy({ $0 == 0 }) && !hasIntactRecord(after: headerSize - 1, in: bytes) {
+            // The header is written and fsync'd before any record is appended,
+            // so zeros there with no record after them are a file whose size
+            // reached the disk before its data: nothing in it was acknowledged.
+            return JournalFile(records: [], validLength: 0, tear: Tear(record: nil, reason: "the header never reached the disk (zeros)"))
+        }
         try checkHeader(bytes, magic: journalMagic, generation: generation, path: path)
         var records: [JournalRecord] = []
         records.reserveCapacity(bytes.count / 24)

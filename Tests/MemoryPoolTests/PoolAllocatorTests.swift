@@ -104,7 +104,8 @@ import Testing
         let small = try (0..<4).map { _ in try pool.allocate(size: MiB) }
         let large = try pool.allocate(size: 4 * MiB)
         #expect(large.offset == 4 * MiB)
-        // Take 1 MiB @8M (splits 8M), then free the 4 MiB at 4M and 1 MiB at 3M... 
+        // Take 1 MiB @8M (splitting the 4 MiB region there, which leaves
+        // 9M, 10M and 11M free), then free the four 1 MiB regions @0-3M.
         let high = try pool.allocate(size: MiB)
         #expect(high.offset == 8 * MiB)
         try pool.release(offset: small[0].offset)
@@ -141,15 +142,17 @@ import Testing
 
 @Suite struct RestoreTests {
     @Test(arguments: [
-        (MiB / 2, 0), (MiB, 1), (3 * MiB, 1), (GiB + 4 * MiB, 5), (4 * GiB, 0), (5 * GiB, 6),
-        (UInt64.max - MiB + 1, 0), (0, 7), (0, -1),
-    ] as [(UInt64, Int)])
-    func restoreRejectsBadRegionsAndChangesNothing(offset: UInt64, memoryClass: Int) throws {
+        (MiB / 2, 0, .misaligned), (MiB, 1, .misaligned), (3 * MiB, 1, .misaligned), (GiB + 4 * MiB, 5, .misaligned),
+        (4 * GiB, 0, .outOfRange), (5 * GiB, 6, .misaligned), (UInt64.max - MiB + 1, 0, .outOfRange),
+        (0, 7, .invalidMemoryClass), (0, -1, .invalidMemoryClass),
+    ] as [(UInt64, Int, RestoreFailure)])
+    func restoreRejectsBadRegionsAndChangesNothing(offset: UInt64, memoryClass: Int, failure: RestoreFailure) throws {
         var pool = PoolAllocator()
         let kept = try pool.allocate(size: MiB)
         let before = pool.classCounts
-        #expect(throws: RestoreError.self) {
-            try pool.restore(offset: offset, memoryClass: MemoryClass(rawValue: memoryClass))
+        let memoryClass = MemoryClass(rawValue: memoryClass)
+        #expect(throws: failure.error(offset: offset, memoryClass: memoryClass)) {
+            try pool.restore(offset: offset, memoryClass: memoryClass)
         }
         #expect(pool.classCounts == before)
         #expect(pool.regions == [kept])
@@ -196,6 +199,21 @@ import Testing
             #expect(Result { () throws(PoolError) in try rebuilt.allocate(size: size) } == Result { () throws(PoolError) in try original.allocate(size: size) })
         }
         #expect(rebuilt.classCounts == original.classCounts)
+    }
+}
+
+/// Which ``RestoreError`` a bad region gets, without its offset and class.
+enum RestoreFailure: Sendable {
+    case invalidMemoryClass
+    case misaligned
+    case outOfRange
+
+    func error(offset: UInt64, memoryClass: MemoryClass) -> RestoreError {
+        switch self {
+        case .invalidMemoryClass: .invalidMemoryClass(memoryClass)
+        case .misaligned: .misaligned(offset: offset, memoryClass: memoryClass)
+        case .outOfRange: .outOfRange(offset: offset, memoryClass: memoryClass)
+        }
     }
 }
 

@@ -1,9 +1,14 @@
 import MemoryPool
 
-/// A deliberately simple allocator that follows DESIGN §1 word for word, the
-/// way the seed does: a map of free and of allocated regions per class,
-/// scanned linearly for the lowest offset. It is the oracle for the
-/// model-based test and the baseline of the benchmark; it is not fast.
+/// A deliberately simple allocator that follows the seed allocator's rules
+/// (hcsshim `internal/memory`) word for word: a size maps to the smallest
+/// class that holds it; allocation takes the lowest free offset of the
+/// smallest class that has a free region and splits it into four, class by
+/// class, down to the wanted one; release frees the region and merges four
+/// free buddies back into their parent, class by class. Like the seed, it
+/// keeps maps of free, allocated and split regions per class, scanned
+/// linearly for the lowest offset. It is the oracle for the model-based test
+/// and the baseline of the benchmark; it is not fast.
 struct ReferenceAllocator {
     /// Per class: offsets of free regions.
     private(set) var free: [[UInt64: Bool]] = Array(repeating: [:], count: 7)

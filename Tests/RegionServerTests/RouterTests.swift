@@ -6,7 +6,8 @@ import RegionState
 @testable import TestSupport
 import Testing
 
-/// Every route and every error of DESIGN §2, in-process, without sockets.
+/// Every route of the region API and every error it answers with, in-process,
+/// without sockets.
 @Suite struct RouterTests {
     let api = InProcessAPI()
 
@@ -23,7 +24,7 @@ import Testing
     }
 
     @Test func allocatingAgainPicksTheLowestFreeOffsetOfTheClass() throws {
-        _ = api.allocate(MiB)
+        expectAllocated(MiB, at: 0)
         let second = api.allocate(MiB)
         #expect(second.header("Location") == "/regions/1048576")
         #expect(try decode(RegionJSON.self, second).offset == MiB)
@@ -32,8 +33,8 @@ import Testing
     // MARK: - GET /regions
 
     @Test func listingIsSortedByOffset() throws {
-        _ = api.allocate(MiB)  // 0
-        _ = api.allocate(MiB)  // 1 MiB
+        expectAllocated(MiB, at: 0)
+        expectAllocated(MiB, at: MiB)
         #expect(api.send("DELETE", "/regions/0").status == 200)
         #expect(api.allocate(4 * MiB).header("Location") == "/regions/4194304")
         #expect(api.allocate(MiB).header("Location") == "/regions/0")
@@ -50,10 +51,10 @@ import Testing
     }
 
     @Test func labelQueryFiltersTheList() throws {
-        _ = api.allocate(MiB, label: "vm-a")
-        _ = api.allocate(MiB, label: "vm-b")
-        _ = api.allocate(MiB)
-        _ = api.allocate(MiB, label: "vm-a")
+        expectAllocated(MiB, at: 0, label: "vm-a")
+        expectAllocated(MiB, at: MiB, label: "vm-b")
+        expectAllocated(MiB, at: 2 * MiB)
+        expectAllocated(MiB, at: 3 * MiB, label: "vm-a")
         #expect(try api.regions(label: "vm-a").map(\.offset) == [0, 3 * MiB])
         #expect(try api.regions(label: "vm-b").map(\.offset) == [MiB])
         #expect(try api.regions(label: "nobody").isEmpty)
@@ -63,8 +64,8 @@ import Testing
     // MARK: - GET and DELETE /regions/{offset}
 
     @Test func gettingARegionReturnsIt() throws {
-        _ = api.allocate(MiB)
-        _ = api.allocate(64 * MiB)
+        expectAllocated(MiB, at: 0)
+        expectAllocated(64 * MiB, at: 64 * MiB)
         let response = api.send("GET", "/regions/67108864")
         #expect(response.status == 200)
         #expect(try decode(RegionJSON.self, response) == RegionJSON(offset: 64 * MiB, size: 64 * MiB, class: 3, label: nil))
@@ -72,7 +73,7 @@ import Testing
 
     @Test(arguments: ["GET", "DELETE"])
     func aBadOffsetIs400AndAFreeOneIs404(method: String) {
-        _ = api.allocate(MiB)
+        expectAllocated(MiB, at: 0)
         expectProblem(api.send(method, "/regions/x1"), 400, "invalid_offset")
         expectProblem(api.send(method, "/regions/1048576"), 404, "not_allocated")
         let problem = expectProblem(api.send(method, "/regions/1"), 404, "not_allocated")
@@ -80,7 +81,7 @@ import Testing
     }
 
     @Test func releasingReturnsTheRegionAndFreesIt() throws {
-        _ = api.allocate(MiB, label: "gone")
+        expectAllocated(MiB, at: 0, label: "gone")
         let released = api.send("DELETE", "/regions/0")
         #expect(released.status == 200)
         #expect(try decode(RegionJSON.self, released) == RegionJSON(offset: 0, size: MiB, class: 0, label: "gone"))
@@ -103,7 +104,7 @@ import Testing
     }
 
     @Test func poolCountsFreeAllocatedAndSplitRegionsPerClass() throws {
-        _ = api.allocate(MiB)
+        expectAllocated(MiB, at: 0)
         let pool = try api.pool()
         #expect(pool.usedBytes == MiB)
         #expect(pool.freeBytes == 4 * GiB - MiB)
@@ -202,7 +203,7 @@ import Testing
     }
 
     @Test func reusingAKeyWithAnotherSizeIs422() throws {
-        _ = api.allocate(MiB, key: "key-1")
+        expectAllocated(MiB, at: 0, key: "key-1")
         let before = api.stateBytes()
         expectProblem(api.allocate(4 * MiB, key: "key-1"), 422, "idempotency_key_reused")
         #expect(api.stateBytes() == before)
@@ -211,7 +212,7 @@ import Testing
 
     @Test(arguments: ["", String(repeating: "k", count: 256), "a key", "ключ", "tab\there", "\u{7F}"])
     func aBadKeyIs400InvalidRequest(key: String) {
-        _ = api.allocate(MiB)
+        expectAllocated(MiB, at: 0)
         let before = api.stateBytes()
         expectProblem(api.allocate(MiB, key: key), 400, "invalid_request")
         #expect(api.stateBytes() == before)
@@ -272,7 +273,7 @@ import Testing
     // MARK: - Problem details
 
     @Test func everyErrorIsAProblemDocument() {
-        _ = api.allocate(MiB, key: "k")
+        expectAllocated(MiB, at: 0, key: "k")
         expectProblem(api.send("POST", "/regions", json: "{"), 400, "invalid_request")
         expectProblem(api.allocate(0), 400, "invalid_memory_class")
         expectProblem(api.allocate(4 * MiB, key: "k"), 422, "idempotency_key_reused")
@@ -280,11 +281,21 @@ import Testing
         expectProblem(api.send("DELETE", "/regions/5"), 404, "not_allocated")
         expectProblem(api.send("GET", "/x"), 404, "not_found")
         expectProblem(api.send("PUT", "/pool"), 405, "method_not_allowed")
-        _ = api.allocate(4 * GiB)
-        _ = api.allocate(GiB)
-        _ = api.allocate(GiB)
-        _ = api.allocate(GiB)
+        expectProblem(api.allocate(4 * GiB), 409, "not_enough_space")
+        expectAllocated(GiB, at: GiB)
+        expectAllocated(GiB, at: 2 * GiB)
+        expectAllocated(GiB, at: 3 * GiB)
         expectProblem(api.allocate(GiB), 409, "not_enough_space")
+    }
+
+    /// `POST /regions` that must answer 201 with the region at `offset`.
+    private func expectAllocated(
+        _ size: UInt64, at offset: UInt64, label: String? = nil, key: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let response = api.allocate(size, label: label, key: key)
+        #expect(response.status == 201, "status", sourceLocation: sourceLocation)
+        #expect(response.header("Location") == "/regions/\(offset)", sourceLocation: sourceLocation)
     }
 }
 

@@ -122,6 +122,50 @@ import Testing
         #expect(error.map { "\($0)".contains("unknown format version 257") && "\($0)".contains(journalPath) } == true)
     }
 
+    // MARK: Damage inside bytes that were never acknowledged
+
+    /// A file system that commits a file's size before its data can leave a
+    /// new journal whose header reads as zeros: at first start, nothing was
+    /// ever in it, so start-up cuts it back and goes on.
+    @Test func aZeroHeaderAtFirstStartIsRecoveredFrom() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        FileManager.default.createFile(atPath: journalPath, contents: Data(count: 16))
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        #expect(try journal.load().regions.isEmpty)
+        try appendAndWait(journal, [.allocate(region(0, class: 0))])
+        journal.close()
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions.keys.sorted() == [0])
+    }
+
+    /// The same after a compaction: the older generation keeps every
+    /// acknowledged record, the new journal's zero header is cut back.
+    @Test func aZeroHeaderAfterACompactionKeepsEveryRecordBeforeIt() throws {
+        let directory = try TemporaryDirectory()
+        let records: [JournalRecord] = [.allocate(region(0, class: 0, label: "a")), .allocate(region(MiB, class: 0))]
+        try write(records, to: directory.path)
+        // As if a compaction had created journal 1 and lost power before its header and snapshot reached the disk.
+        FileManager.default.createFile(atPath: directory.path + "/journal-0000000000000001", contents: Data(count: 16))
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        defer { journal.close() }
+        #expect(try journal.load().regions == expectedRegions(after: records))
+    }
+
+    /// Zeros where the header should be, with intact records after it:
+    /// those records were acknowledged, so the damage is real.
+    @Test func aZeroHeaderWithRecordsAfterItStillStopsTheLoad() throws {
+        let directory = try TemporaryDirectory()
+        try write([.allocate(region(0, class: 0))], to: directory.path)
+        let journalPath = directory.path + "/journal-0000000000000000"
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: journalPath)))
+        bytes.replaceSubrange(0..<16, with: repeatElement(0, count: 16))
+        try Data(bytes).write(to: URL(fileURLWithPath: journalPath))
+        let error = try loadError(directory.path)
+        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("not a regiond") } == true)
+    }
+
     // MARK: Snapshots and compaction
 
     @Test func compactionKeepsTheStateInOneSnapshotAndOneJournal() throws {

@@ -18,10 +18,10 @@ import Testing
         let path = NSTemporaryDirectory() + "regiond-token-\(UUID().uuidString)"
         try contents.write(toFile: path, atomically: true, encoding: .utf8)
         defer { unlink(path) }
-        #expect(throws: (any Error).self) { try Regiond.readToken(path) }
+        #expect(throws: ValidationError.self) { try Regiond.readToken(path) }
     }
 
     @Test func aMissingFileIsRefused() {
-        #expect(throws: (any Error).self) { try Regiond.readToken("/nonexistent/regiond-token") }
+        #expect(throws: ValidationError.self) { try Regiond.readToken("/nonexistent/regiond-token") }
     }
 }
