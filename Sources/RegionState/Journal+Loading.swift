@@ -87,7 +87,7 @@ extension Journal {
             let descriptor = try system(Syscall.open(last.path, O_WRONLY | O_APPEND))
             current = OpenFile(
                 descriptor: descriptor, path: last.path, generation: generation,
-                length: max(last.contents.validLength, StateFiles.headerSize)
+                length: max(last.contents.validLength, StateFiles.headerSize), version: last.contents.version
             )
         } else {
             let created = try StateFiles.createJournal(directory: directory, generation: generation)
@@ -140,7 +140,7 @@ extension Journal {
         try system(Syscall.truncate(descriptor, length: contents.validLength, path: path))
         if contents.validLength < StateFiles.headerSize {
             let generation = StateFiles.generation(ofFile: String(path.split(separator: "/").last ?? ""), prefix: StateFiles.journalPrefix) ?? 0
-            try system(Syscall.writeAll(descriptor, StateFiles.header(magic: StateFiles.journalMagic, generation: generation), path: path))
+            try system(Syscall.writeAll(descriptor, StateFiles.header(magic: StateFiles.journalMagic, generation: generation, version: contents.version), path: path))
         }
         try system(Syscall.fsync(descriptor, path: path))
     }

@@ -83,8 +83,10 @@ extension Journal {
                     failure = .notOpen
                     break
                 }
+                // Version 1 files, from before batch frames, go on without them.
+                let bytes = file.version >= 2 ? StateFiles.batchFrame(for: segment.bytes) + segment.bytes : segment.bytes
                 do throws(JournalError) {
-                    try system(Syscall.writeAll(file.descriptor, segment.bytes, path: file.path))
+                    try system(Syscall.writeAll(file.descriptor, bytes, path: file.path))
                     let start = ContinuousClock.now
                     try system(Syscall.fsync(file.descriptor, path: file.path))
                     fsyncTimes.append(ContinuousClock.now - start)
@@ -99,7 +101,7 @@ extension Journal {
                     }
                     break
                 }
-                current?.length += segment.bytes.count
+                current?.length += bytes.count
                 written += UInt64(segment.count)
                 durableThrough = segment.lastSequence
             }

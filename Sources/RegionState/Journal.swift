@@ -48,6 +48,8 @@ public final class Journal: @unchecked Sendable {
         var generation: UInt64
         /// Bytes in the file that are durable.
         var length: Int
+        /// Its format version: batches are framed from version 2 on.
+        var version = StateFiles.journalVersion
     }
 
     /// Records queued for the writer, up to an optional compaction point.

@@ -11,13 +11,29 @@ internal import Glibc
 /// Header of both kinds: magic (`RGNS` or `RGNJ`), version UInt32 LE,
 /// generation UInt64 LE. A snapshot then holds a UInt32 LE region count,
 /// the regions in offset order, and a CRC32C of everything before it.
+///
+/// A journal of version 1 holds framed records back to back. Version 2
+/// (written since) wraps each group-commit write in a batch frame:
+/// `FF FF FF FF`, the batch's byte count UInt32 LE, a CRC32C of the batch
+/// UInt32 LE, then its records. A batch is acknowledged only after its
+/// fsync, and the next one is written only after that, so a damaged batch
+/// with no intact batch after it was never acknowledged: it is cut off
+/// like a torn tail, whatever blocks of it did or did not land.
 enum StateFiles {
     /// First bytes of a journal file.
     static let journalMagic: [UInt8] = Array("RGNJ".utf8)
     /// First bytes of a snapshot file.
     static let snapshotMagic: [UInt8] = Array("RGNS".utf8)
-    /// The only format version this code reads and writes.
-    static let version: UInt32 = 1
+    /// The snapshot format version.
+    static let snapshotVersion: UInt32 = 1
+    /// The journal format version this code writes.
+    static let journalVersion: UInt32 = 2
+    /// The journal format versions this code reads.
+    static let journalVersions: ClosedRange<UInt32> = 1...2
+    /// Marks a batch frame where a record frame's payload length would be.
+    static let batchTag = UInt32.max
+    /// Tag, byte count and checksum of a batch.
+    static let batchFrameSize = 12
     /// Magic, version and generation.
     static let headerSize = 16
     /// Name prefix of journal files.
@@ -51,7 +67,7 @@ enum StateFiles {
     }
 
     /// The header of a file of the given kind.
-    static func header(magic: [UInt8], generation: UInt64) -> [UInt8] {
+    static func header(magic: [UInt8], generation: UInt64, version: UInt32) -> [UInt8] {
         var bytes = magic
         bytes.appendLittleEndian(version)
         bytes.appendLittleEndian(generation)
@@ -59,26 +75,31 @@ enum StateFiles {
     }
 
     /// Checks the first `headerSize` bytes of `bytes`: magic, version, and the generation its name says.
-    static func checkHeader(_ bytes: [UInt8], magic: [UInt8], generation: UInt64, path: String) throws(JournalError) {
+    @discardableResult
+    static func checkHeader(
+        _ bytes: [UInt8], magic: [UInt8], versions: ClosedRange<UInt32>, generation: UInt64, path: String
+    ) throws(JournalError) -> UInt32 {
         guard Array(bytes.prefix(4)) == magic else {
             throw .corrupt(path: path, record: nil, reason: "not a regiond state file (magic is not \(String(decoding: magic, as: UTF8.self)))")
         }
         var reader = ByteReader(bytes[4..<headerSize])
         let fileVersion = (try? reader.uint32()) ?? 0
-        guard fileVersion == version else {
-            throw .corrupt(path: path, record: nil, reason: "unknown format version \(fileVersion) (this regiond reads version \(version))")
+        guard versions.contains(fileVersion) else {
+            let readable = versions.count == 1 ? "version \(versions.lowerBound)" : "versions \(versions.lowerBound) to \(versions.upperBound)"
+            throw .corrupt(path: path, record: nil, reason: "unknown format version \(fileVersion) (this regiond reads \(readable))")
         }
         let fileGeneration = (try? reader.uint64()) ?? 0
         guard fileGeneration == generation else {
             throw .corrupt(path: path, record: nil, reason: "header says generation \(fileGeneration), the name says \(generation)")
         }
+        return fileVersion
     }
 
     // MARK: Snapshots
 
     /// The bytes of a snapshot of `regions`, sorted by offset.
     static func encodeSnapshot(generation: UInt64, regions: [SavedRegion]) -> [UInt8] {
-        var bytes = header(magic: snapshotMagic, generation: generation)
+        var bytes = header(magic: snapshotMagic, generation: generation, version: snapshotVersion)
         bytes.reserveCapacity(headerSize + 8 + regions.count * 16)
         bytes.appendLittleEndian(UInt32(regions.count))
         for region in regions.sorted(by: { $0.offset < $1.offset }) {
@@ -95,7 +116,7 @@ enum StateFiles {
         guard bytes.count >= headerSize + 8 else { return nil }
         var trailer = ByteReader(bytes[(bytes.count - 4)...])
         guard (try? trailer.uint32()) == CRC32C.checksum(bytes[..<(bytes.count - 4)]) else { return nil }
-        try checkHeader(bytes, magic: snapshotMagic, generation: generation, path: path)
+        try checkHeader(bytes, magic: snapshotMagic, versions: snapshotVersion...snapshotVersion, generation: generation, path: path)
         var reader = ByteReader(bytes[headerSize..<(bytes.count - 4)])
         var regions: [SavedRegion] = []
         do throws(MalformedBytes) {
@@ -139,7 +160,7 @@ enum StateFiles {
         let path = directory + "/" + journalName(generation)
         let descriptor = try system(Syscall.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND))
         do {
-            try system(Syscall.writeAll(descriptor, header(magic: journalMagic, generation: generation), path: path))
+            try system(Syscall.writeAll(descriptor, header(magic: journalMagic, generation: generation, version: journalVersion), path: path))
             try system(Syscall.fsync(descriptor, path: path))
             try system(Syscall.fsyncDirectory(directory))
         } catch {
@@ -159,6 +180,8 @@ enum StateFiles {
 
     /// What a journal file holds.
     struct JournalFile {
+        /// The file's format version (the current one when its header is to be rewritten).
+        var version = journalVersion
         /// The intact records, in order.
         var records: [JournalRecord]
         /// Bytes up to the end of the last intact record (0 when the header is cut short).
@@ -178,13 +201,22 @@ enum StateFiles {
             }
             return JournalFile(records: [], validLength: 0, tear: Tear(record: nil, reason: "header cut short at \(bytes.count) bytes"))
         }
-        if bytes.prefix(headerSize).allSatisfy({ $0 == 0 }) && !hasIntactRecord(after: headerSize - 1, in: bytes) {
+        if bytes.prefix(headerSize).allSatisfy({ $0 == 0 }) && !hasIntactRecord(after: headerSize - 1, in: bytes)
+            && !hasIntactBatch(after: headerSize - 1, in: bytes)
+        {
             // The header is written and fsync'd before any record is appended,
-            // so zeros there with no record after them are a file whose size
+            // so zeros there with nothing intact after them are a file whose size
             // reached the disk before its data: nothing in it was acknowledged.
             return JournalFile(records: [], validLength: 0, tear: Tear(record: nil, reason: "the header never reached the disk (zeros)"))
         }
-        try checkHeader(bytes, magic: journalMagic, generation: generation, path: path)
+        let version = try checkHeader(bytes, magic: journalMagic, versions: journalVersions, generation: generation, path: path)
+        var file = version == 1 ? try parseRecords(bytes, path: path) : try parseBatches(bytes, path: path)
+        file.version = version
+        return file
+    }
+
+    /// Version 1: records back to back; a damaged record with an intact one after it is damage.
+    private static func parseRecords(_ bytes: [UInt8], path: String) throws(JournalError) -> JournalFile {
         var records: [JournalRecord] = []
         records.reserveCapacity(bytes.count / 24)
         var position = headerSize
@@ -206,6 +238,92 @@ enum StateFiles {
         return JournalFile(records: records, validLength: position, tear: nil)
     }
 
+    /// Version 2: batches; a damaged batch with an intact batch after it is damage,
+    /// the last one is a write that was never acknowledged.
+    private static func parseBatches(_ bytes: [UInt8], path: String) throws(JournalError) -> JournalFile {
+        var records: [JournalRecord] = []
+        records.reserveCapacity(bytes.count / 24)
+        var position = headerSize
+        while position < bytes.count {
+            let number = records.count + 1
+            guard case .batch(let range) = batch(at: position, in: bytes) else {
+                let reason = batchDamage(at: position, in: bytes)
+                if hasIntactBatch(after: position, in: bytes) {
+                    throw .corrupt(path: path, record: number, reason: reason + ", and intact batches follow it")
+                }
+                return JournalFile(records: records, validLength: position, tear: Tear(record: number, reason: reason))
+            }
+            var inner = range.lowerBound
+            while inner < range.upperBound {
+                switch frame(at: inner, in: bytes, end: range.upperBound) {
+                case .record(let record, let end):
+                    records.append(record)
+                    inner = end
+                case .malformed(let reason), .damaged(let reason):
+                    // The batch's checksum holds: these bytes were written as they are.
+                    throw .corrupt(path: path, record: records.count + 1, reason: reason + " inside an intact batch")
+                }
+            }
+            position = range.upperBound
+        }
+        return JournalFile(records: records, validLength: position, tear: nil)
+    }
+
+    /// The frame written before each batch of records.
+    static func batchFrame(for records: [UInt8]) -> [UInt8] {
+        var frame: [UInt8] = []
+        frame.reserveCapacity(batchFrameSize)
+        frame.appendLittleEndian(batchTag)
+        frame.appendLittleEndian(UInt32(records.count))
+        frame.appendLittleEndian(CRC32C.checksum(records))
+        return frame
+    }
+
+    /// What lies at a batch boundary.
+    private enum BatchFrame {
+        /// An intact batch: where its records lie.
+        case batch(Range<Int>)
+        case damaged
+    }
+
+    private static func batch(at position: Int, in bytes: [UInt8]) -> BatchFrame {
+        guard bytes.count - position >= batchFrameSize else { return .damaged }
+        var reader = ByteReader(bytes[position..<(position + batchFrameSize)])
+        guard let tag = try? reader.uint32(), tag == batchTag, let size = try? reader.uint32(),
+            let checksum = try? reader.uint32(), size > 0
+        else { return .damaged }
+        let start = position + batchFrameSize
+        guard Int(size) <= bytes.count - start else { return .damaged }
+        let end = start + Int(size)
+        guard CRC32C.checksum(bytes[start..<end]) == checksum else { return .damaged }
+        return .batch(start..<end)
+    }
+
+    /// Why the batch at `position` does not read, for the log and errors.
+    private static func batchDamage(at position: Int, in bytes: [UInt8]) -> String {
+        guard bytes.count - position >= batchFrameSize else {
+            return "only \(bytes.count - position) bytes of a batch frame"
+        }
+        var reader = ByteReader(bytes[position..<(position + batchFrameSize)])
+        let tag = (try? reader.uint32()) ?? 0
+        let size = Int((try? reader.uint32()) ?? 0)
+        guard tag == batchTag else { return "no batch frame (\(String(tag, radix: 16)) instead of ffffffff)" }
+        guard size <= bytes.count - position - batchFrameSize else {
+            return "a \(size)-byte batch is cut short at \(bytes.count - position - batchFrameSize) bytes"
+        }
+        return "batch checksum mismatch"
+    }
+
+    /// Whether an intact batch starts anywhere after `position`. Runs only when damage is found.
+    private static func hasIntactBatch(after position: Int, in bytes: [UInt8]) -> Bool {
+        let last = bytes.count - batchFrameSize - JournalRecord.frameHeaderSize - JournalRecord.minimumPayloadSize
+        guard position + 1 <= last else { return false }
+        for candidate in (position + 1)...last {
+            if case .batch = batch(at: candidate, in: bytes) { return true }
+        }
+        return false
+    }
+
     /// What lies at one position of a journal file.
     private enum Frame {
         /// An intact record, and where the next one starts.
@@ -217,18 +335,19 @@ enum StateFiles {
     }
 
     /// Reads the record framed at `position`.
-    private static func frame(at position: Int, in bytes: [UInt8]) -> Frame {
-        var reader = ByteReader(bytes[position...])
+    private static func frame(at position: Int, in bytes: [UInt8], end: Int? = nil) -> Frame {
+        let end = end ?? bytes.count
+        var reader = ByteReader(bytes[position..<end])
         guard let length = try? reader.uint32(), let checksum = try? reader.uint32() else {
-            return .damaged("only \(bytes.count - position) bytes of a record's length and checksum")
+            return .damaged("only \(end - position) bytes of a record's length and checksum")
         }
         let size = Int(length)
         guard (JournalRecord.minimumPayloadSize...JournalRecord.maximumPayloadSize).contains(size) else {
             return .damaged("impossible payload length \(length)")
         }
         let start = position + JournalRecord.frameHeaderSize
-        guard size <= bytes.count - start else {
-            return .damaged("a \(size)-byte payload is cut short at \(bytes.count - start) bytes")
+        guard size <= end - start else {
+            return .damaged("a \(size)-byte payload is cut short at \(end - start) bytes")
         }
         let payload = bytes[start..<(start + size)]
         guard CRC32C.checksum(payload) == checksum else {

@@ -50,7 +50,8 @@ import Testing
     func aTornTailIsDroppedWithAWarningAndLaterAppendsLoad(damage: TailDamage) throws {
         let directory = try TemporaryDirectory()
         let records: [JournalRecord] = (0..<8).map { .allocate(region(UInt64($0) * MiB, class: 0, label: "r\($0)")) }
-        try write(records, to: directory.path)
+        // Version 1 (records back to back), so the bytes are known exactly; batches have their own tests below.
+        try writeJournalFile(directory.path, generation: 0, records)
         let journalPath = directory.path + "/journal-0000000000000000"
         let size = try fileSize(journalPath)
         let kept: [JournalRecord]
@@ -81,7 +82,7 @@ import Testing
     @Test func aFlippedByteInAMiddleRecordStopsTheLoadNamingFileAndRecord() throws {
         let directory = try TemporaryDirectory()
         let records: [JournalRecord] = (0..<5).map { .allocate(region(UInt64($0) * MiB, class: 0, label: "label \($0)")) }
-        try write(records, to: directory.path)
+        try writeJournalFile(directory.path, generation: 0, records)
         let journalPath = directory.path + "/journal-0000000000000000"
         let third = StateFiles.headerSize + framed(records[0]).count + framed(records[1]).count
         try flipByte(at: third + 12, in: journalPath)
@@ -117,9 +118,9 @@ import Testing
         let directory = try TemporaryDirectory()
         try write([.allocate(region(0, class: 0))], to: directory.path)
         let journalPath = directory.path + "/journal-0000000000000000"
-        try flipByte(at: 5, in: journalPath)  // version 1 becomes 0x0101
+        try flipByte(at: 5, in: journalPath)  // version 2 becomes 0x0102
         let error = try loadError(directory.path)
-        #expect(error.map { "\($0)".contains("unknown format version 257") && "\($0)".contains(journalPath) } == true)
+        #expect(error.map { "\($0)".contains("unknown format version 258") && "\($0)".contains(journalPath) } == true)
     }
 
     // MARK: Damage inside bytes that were never acknowledged
@@ -164,6 +165,69 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: journalPath))
         let error = try loadError(directory.path)
         #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("not a regiond") } == true)
+    }
+
+    /// A group-commit write whose first 4 KiB block was lost while a later
+    /// block of the same write landed: the batch was never fsync'd, so never
+    /// acknowledged; start-up keeps every batch before it and cuts it off.
+    @Test func aBatchWithALostFirstBlockAndALaterBlockIntactIsCutOff() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let first: [JournalRecord] = [.allocate(region(0, class: 0, label: "kept")), .allocate(region(MiB, class: 0))]
+        let lost = (2..<100).map { JournalRecord.allocate(region(UInt64($0) * MiB, class: 0, label: String(repeating: "z", count: 200))) }
+        var bytes = journalHeader(version: 2)
+        bytes += batch(first)
+        let lostStart = bytes.count
+        bytes += batch(lost)
+        #expect(bytes.count - lostStart > 3 * 4096, "the lost batch spans several blocks")
+        // The block holding the lost batch's frame never reached the disk; the ones after it did.
+        let blockStart = lostStart / 4096 * 4096
+        let blockEnd = min(blockStart + 4096, bytes.count)
+        bytes.replaceSubrange(max(blockStart, lostStart)..<blockEnd, with: repeatElement(0, count: blockEnd - max(blockStart, lostStart)))
+        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+
+        let capture = LogCapture()
+        let journal = try Journal(directory: directory.path, logger: capture.logger)
+        #expect(try journal.load().regions == expectedRegions(after: first))
+        #expect(capture.messages.contains { $0.level == .warning && $0.text.contains("torn") })
+        try appendAndWait(journal, [.release(offset: 0)])
+        journal.close()
+        #expect(try fileSize(journalPath) > lostStart, "appends go on after the cut")
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == expectedRegions(after: first + [.release(offset: 0)]))
+    }
+
+    /// Damage inside a batch with an intact batch after it: the damaged one
+    /// was fsync'd before the next was written, so it was acknowledged.
+    @Test func damageInsideAnAcknowledgedBatchStillStopsTheLoad() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        var bytes = journalHeader(version: 2)
+        bytes += batch([.allocate(region(0, class: 0)), .allocate(region(MiB, class: 0))])
+        bytes += batch([.release(offset: 0)])
+        bytes[16 + 12 + 10] ^= 0x01
+        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        let error = try loadError(directory.path)
+        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("record 1") && "\($0)".contains("intact batches follow") } == true)
+    }
+
+    /// A version 1 journal (records without batch frames, as regiond wrote
+    /// before) loads, takes appends in its own format, and loads again.
+    @Test func aVersion1JournalLoadsAndTakesAppends() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let records: [JournalRecord] = [.allocate(region(0, class: 0, label: "old", key: "k")), .allocate(region(4 * MiB, class: 1))]
+        FileManager.default.createFile(atPath: journalPath, contents: Data(journalHeader(version: 1) + records.flatMap(framed)))
+        let journal = try Journal(directory: directory.path, logger: testLogger())
+        #expect(try journal.load().regions == expectedRegions(after: records))
+        try appendAndWait(journal, [.release(offset: 0)])
+        journal.close()
+        let bytes = try Syscall.readAll(journalPath)
+        #expect(Array(bytes[16...]) == (records + [.release(offset: 0)]).flatMap(framed), "no batch frame in a version 1 file")
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == expectedRegions(after: records + [.release(offset: 0)]))
     }
 
     // MARK: Snapshots and compaction
@@ -436,6 +500,17 @@ private func framed(_ record: JournalRecord) -> [UInt8] {
     return bytes
 }
 
+/// A journal header of generation 0.
+private func journalHeader(version: UInt32) -> [UInt8] {
+    StateFiles.header(magic: StateFiles.journalMagic, generation: 0, version: version)
+}
+
+/// A batch frame and its records, as the writer writes one group commit.
+private func batch(_ records: [JournalRecord]) -> [UInt8] {
+    let bytes = records.flatMap(framed)
+    return StateFiles.batchFrame(for: bytes) + bytes
+}
+
 /// Appends `records` and waits until the last is durable.
 private func appendAndWait(_ journal: Journal, _ records: [JournalRecord]) throws {
     let done = DispatchSemaphore(value: 0)
@@ -461,7 +536,7 @@ private func write(_ records: [JournalRecord], to directory: String) throws {
 
 /// Writes a journal file directly, as a crashed regiond would have left it.
 private func writeJournalFile(_ directory: String, generation: UInt64, _ records: [JournalRecord]) throws {
-    var bytes = StateFiles.header(magic: StateFiles.journalMagic, generation: generation)
+    var bytes = StateFiles.header(magic: StateFiles.journalMagic, generation: generation, version: 1)
     for record in records {
         record.appendFramed(to: &bytes)
     }
