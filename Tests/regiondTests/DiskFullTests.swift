@@ -31,6 +31,7 @@ import Glibc
         defer { try? FileManager.default.removeItem(at: directory) }
         var regiond = try StatefulRegiond(stateDirectory: directory, fileSizeLimitBlocks: Self.limitBlocks)
         #expect(regiond.fileSizeLimit == Self.limitBlocks * 512, "ulimit -f did not set the limit this test assumes")
+        // 30 s: under the whole suite on two cores a first fsync can be slow.
         try #require(await regiond.waitUntilReady(), "not ready after start: \(regiond.logTail)")
 
         let ledger = Ledger()
@@ -46,7 +47,7 @@ import Glibc
         try Self.expectListed(acknowledged, port: port, "after the failures")
 
         // Recovery by itself: a fresh snapshot and journal, both far below the limit.
-        #expect(await regiond.waitUntilReady(), "/readyz not 200 within 10 s: \(regiond.logTail)")
+        #expect(await regiond.waitUntilReady(), "/readyz not 200 within 30 s: \(regiond.logTail)")
         let answer = try Self.request(port: port, "POST", "/regions", body: Self.allocation(Self.label("after-recovery")))
         #expect(answer.status == 201, "allocation after recovery: \(answer.text)")
         if answer.status == 201 { acknowledged.insert(try JSONDecoder().decode(Region.self, from: Data(answer.body))) }
@@ -295,7 +296,7 @@ final class StatefulRegiond {
     }
 
     /// Polls /readyz until it answers 200; false after `seconds`.
-    func waitUntilReady(seconds: Double = 10) async -> Bool {
+    func waitUntilReady(seconds: Double = 30) async -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if (try? DiskFullTests.request(port: port, "GET", "/readyz"))?.status == 200 { return true }
