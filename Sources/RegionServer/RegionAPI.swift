@@ -1,4 +1,3 @@
-internal import Foundation
 public import Logging
 internal import MemoryPool
 public import MicroHTTP
@@ -106,8 +105,7 @@ public enum RegionAPI {
 
     /// Reads `{"size": N, "label": "..."}`; anything else is `invalid_request`.
     static func decodeAllocation(_ body: [UInt8]) throws(HTTPError) -> AllocateBody {
-        // Foundation's decoder lets some invalid JSON through (a trailing comma).
-        guard JSONSyntax.isValid(body), let decoded = try? decoder.decode(AllocateBody.self, from: Data(body)) else {
+        guard let decoded = JSONValue.parse(body).flatMap(AllocateBody.init) else {
             throw HTTPError(
                 400, "invalid_request",
                 "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""
@@ -145,9 +143,6 @@ public enum RegionAPI {
         }
         return offset
     }
-
-    // A JSONDecoder is thread-safe; sharing one saves building one per request.
-    private static let decoder = JSONDecoder()
 
     /// The status and problem code of each ``RegionError``: the only such mapping.
     static func httpError(_ error: RegionError) -> HTTPError {

@@ -2,19 +2,20 @@ internal import MemoryPool
 internal import RegionState
 
 /// The body of `POST /regions`; unknown fields are ignored.
-struct AllocateBody: Decodable {
+struct AllocateBody {
     let size: UInt64
     let label: String?
 
-    enum CodingKeys: String, CodingKey {
-        case size, label
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        size = try container.decode(UInt64.self, forKey: .size)
-        // A present label must be a string: `decodeIfPresent` would read `"label": null` as no label.
-        label = container.contains(.label) ? try container.decode(String.self, forKey: .label) : nil
+    /// Reads `{"size": N, "label": "..."}`: `size` an integer from 0 to
+    /// `UInt64.max`, `label` a string when present (`null` is not one).
+    init?(_ json: JSONValue) {
+        guard case .object = json, let size = json["size"]?.unsignedInteger else { return nil }
+        self.size = size
+        switch json["label"] {
+        case nil: label = nil
+        case .string(let text): label = text
+        default: return nil
+        }
     }
 }
 

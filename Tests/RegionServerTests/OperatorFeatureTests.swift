@@ -43,7 +43,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
             #expect(response.status == 401)
             #expect(response.header("WWW-Authenticate") == "Bearer")
             #expect(response.header("Content-Type") == "application/problem+json")
-            let problem = try JSONDecoder().decode([String: JSONValue].self, from: Data(response.body))
+            let problem = try JSONDecoder().decode([String: ProblemField].self, from: Data(response.body))
             #expect(problem["code"] == .string("unauthorized"))
             #expect(problem["detail"] == .string("a valid bearer token is required"))
         }
@@ -166,7 +166,7 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
 }
 
 /// Enough of JSON to look at a problem document's fields.
-enum JSONValue: Decodable, Equatable {
+enum ProblemField: Decodable, Equatable {
     case string(String)
     case number(Double)
     case other
