@@ -24,6 +24,9 @@ run() {
     echo "$name: clean in $((SECONDS - start))s"
 }
 
-run thread .build-tsan swift test --sanitize=thread --scratch-path .build-tsan
+# DiskFullTests runs the built regiond under `ulimit -f`; a sanitized build's
+# runtime dies there (ThreadSanitizer:DEADLYSIGNAL) before regiond starts.
+# The plain `swift test` step runs it; the sanitizers check the code in-process.
+run thread .build-tsan swift test --sanitize=thread --scratch-path .build-tsan --skip DiskFullTests
 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
-    run address .build-asan swift test --sanitize=address --scratch-path .build-asan
+    run address .build-asan swift test --sanitize=address --scratch-path .build-asan --skip DiskFullTests
