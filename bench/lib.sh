@@ -3,7 +3,8 @@
 
 THREADS=${THREADS:-2}
 # `-` rather than `:-`: REGIOND_ARGS="" really means "no extra arguments".
-REGIOND_ARGS=${REGIOND_ARGS-"--in-memory --log-level error"}
+# The default is regiond's own defaults (log level info), in memory.
+REGIOND_ARGS=${REGIOND_ARGS-"--in-memory"}
 BARE_BIN=.build/bench/bare
 LOG_DIR=${LOG_DIR:-.build/bench/logs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$LOG_DIR"
@@ -39,6 +40,8 @@ server_cmd() {
     case "$1" in
         bare) echo "$BARE_BIN --threads $THREADS" ;;
         regiond) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS${REGIOND_ARGS:+ $REGIOND_ARGS}" ;;
+        durable) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS --state-dir $(mktemp -d "${TMPDIR:-/tmp}/regiond-bench.XXXXXX")" ;;
+        warning) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS --in-memory --log-level warning" ;;
         *) die "unknown server $1" ;;
     esac
 }
@@ -93,6 +96,11 @@ bench_field() {
     awk -v key="$2" '$1 == "BENCH" { for (i = 2; i <= NF; i++) {
         eq = index($i, "="); if (substr($i, 1, eq - 1) == key) v = substr($i, eq + 1) } }
         END { print v }' "$1"
+}
+
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
 # vmrss PID: resident set size in KiB.

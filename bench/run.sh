@@ -2,24 +2,28 @@
 # HTTP benchmark: regiond against bare (bench/bare.c, the same libmicrohttpd
 # daemon options with fixed answers), measured in one run.
 #
-# For each connection count it alternates bare, regiond, bare, regiond ...
-# (REPEAT times each, fresh server each run, 1 s warm-up), so machine noise
-# hits both alike, and reports the medians.
+# Servers: bare; regiond with its default flags in memory (log level info);
+# regiond durable (a fresh --state-dir per run); regiond --log-level warning
+# in memory (a reference row). For each connection count the servers take
+# turns (REPEAT times each, fresh server each run, 1 s warm-up), so machine
+# noise hits them alike, and the medians are reported, with the server's CPU
+# time per request (user + system, from /proc/PID/stat).
 #
 # Environment:
 #   DURATION=10        seconds per measured wrk run
 #   REPEAT=3           runs per server and connection count (median taken)
 #   CONNECTIONS="1 16 64"
-#   THREADS=2          --threads for both servers
+#   SERVERS="bare regiond durable warning"
+#   THREADS=2          --threads for every server
 #   REGIOND_BIN=path   use this binary instead of building regiond
-#   REGIOND_ARGS="--in-memory --log-level error"   extra regiond flags
-#                      (set it to "" for none, e.g. REGIOND_BIN=.build/bench/bare)
+#   REGIOND_ARGS="--in-memory"   flags of the "regiond" row
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
 CONNECTIONS=${CONNECTIONS:-"1 16 64"}
+SERVERS=${SERVERS:-"bare regiond durable warning"}
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -27,6 +31,7 @@ CONNECTIONS=${CONNECTIONS:-"1 16 64"}
 command -v wrk >/dev/null || die "wrk is not installed"
 build_bare
 build_regiond
+ticks_per_second=$(getconf CLK_TCK)
 
 wrk_cmd() { # C URL
     echo "wrk -t1 -c$1 -d${DURATION}s --latency -s bench/regions.lua $2"
@@ -37,63 +42,87 @@ median() { # numbers...
         if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+label() {
+    case "$1" in
+        bare) echo "bare libmicrohttpd C handler" ;;
+        regiond) echo "regiond ${REGIOND_ARGS:-(no flags)}" ;;
+        durable) echo "regiond durable (--state-dir)" ;;
+        warning) echo "regiond --in-memory --log-level warning" ;;
+    esac
+}
+
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 warnings=()
-rows=()
-spread=()
+declare -A rps=() p50=() p99=() cpu=()
 for c in $CONNECTIONS; do
-    declare -A rps=() p50=() p99=()
     for r in $(seq 1 "$REPEAT"); do
-        for name in bare regiond; do
+        for name in $SERVERS; do
             tag="c$c-$name-$r"
             start_server "$name" "$LOG_DIR/$tag.server.log"
             url="http://127.0.0.1:$PORT"
             wrk -t1 -c"$c" -d1s -s bench/regions.lua "$url" >"$LOG_DIR/$tag.warmup.log" 2>&1 ||
                 die "warm-up failed, see $LOG_DIR/$tag.warmup.log"
             out="$LOG_DIR/$tag.wrk.log"
+            before=$(cpu_ticks "$SERVER_PID")
             $(wrk_cmd "$c" "$url") >"$out" 2>&1 || die "wrk failed, see $out"
+            after=$(cpu_ticks "$SERVER_PID")
             stop_server
             v=$(bench_field "$out" rps)
             [ -n "$v" ] || die "no BENCH line in $out"
-            rps[$name]+=" $v"
-            p50[$name]+=" $(bench_field "$out" p50_us)"
-            p99[$name]+=" $(bench_field "$out" p99_us)"
+            requests=$(bench_field "$out" requests)
+            us=$(awk -v t="$((after - before))" -v n="$requests" -v hz="$ticks_per_second" \
+                'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+            rps[$name,$c]+=" $v"
+            p50[$name,$c]+=" $(bench_field "$out" p50_us)"
+            p99[$name,$c]+=" $(bench_field "$out" p99_us)"
+            cpu[$name,$c]+=" $us"
             bad=$(bench_field "$out" non2xx)
             errs=$(sed -n 's/^BENCH .*\(errors_connect=.*\)$/\1/p' "$out")
             if [ "$bad" != 0 ] || [ "$errs" != "errors_connect=0 errors_read=0 errors_write=0 errors_timeout=0" ]; then
                 warnings+=("$tag: non2xx=$bad statuses=$(bench_field "$out" statuses) $errs ($out)")
             fi
-            printf '  %-16s %10.0f req/s  p50 %6s us  p99 %6s us\n' "$tag" "$v" \
-                "$(bench_field "$out" p50_us)" "$(bench_field "$out" p99_us)" >&2
+            printf '  %-18s %10.0f req/s  p50 %6s us  p99 %6s us  %6s us CPU/req\n' "$tag" "$v" \
+                "$(bench_field "$out" p50_us)" "$(bench_field "$out" p99_us)" "$us" >&2
         done
     done
-    # shellcheck disable=SC2086
-    {
-        b=$(median ${rps[bare]}); g=$(median ${rps[regiond]})
-        ratio=$(awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2f", g / b }')
-        rows+=("$(printf '| %s | %.0f | %.0f | %s | %.0f / %.0f µs | %.0f / %.0f µs |' "$c" "$b" "$g" "$ratio" \
-            "$(median ${p50[bare]})" "$(median ${p99[bare]})" \
-            "$(median ${p50[regiond]})" "$(median ${p99[regiond]})")")
-    }
-    spread+=("c=$c: bare$(printf ' %.0f' ${rps[bare]}), regiond$(printf ' %.0f' ${rps[regiond]})")
-    unset rps p50 p99
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# shellcheck disable=SC2086
+{
+    header="| server |"
+    rule="|---|"
+    for c in $CONNECTIONS; do header+=" c=$c req/s (× bare) |"; rule+="---|"; done
+    for c in $CONNECTIONS; do header+=" c=$c CPU µs/req |"; rule+="---|"; done
+    for c in $CONNECTIONS; do header+=" c=$c p50 / p99 µs |"; rule+="---|"; done
+    echo
+    echo "$header"
+    echo "$rule"
+    for name in $SERVERS; do
+        row="| $(label "$name") |"
+        for c in $CONNECTIONS; do
+            g=$(median ${rps[$name,$c]})
+            if [[ " $SERVERS " == *" bare "* ]]; then
+                b=$(median ${rps[bare,$c]})
+                row+=" $(awk -v g="$g" -v b="$b" 'BEGIN { printf "%.0f (%.2f)", g, g / b }') |"
+            else
+                row+=" $(printf '%.0f' "$g") |"
+            fi
+        done
+        for c in $CONNECTIONS; do row+=" $(median ${cpu[$name,$c]}) |"; done
+        for c in $CONNECTIONS; do
+            row+=" $(printf '%.0f / %.0f' "$(median ${p50[$name,$c]})" "$(median ${p99[$name,$c]})") |"
+        done
+        echo "$row"
+    done
+}
 echo
-echo "| connections | bare req/s | regiond req/s | ratio | bare p50/p99 | regiond p50/p99 |"
-echo "|---|---|---|---|---|---|"
-printf '%s\n' "${rows[@]}"
-echo
-echo "Medians of $REPEAT runs per cell (each column's median on its own); ratio = regiond / bare req/s."
+echo "Medians of $REPEAT runs per cell; × bare = the row's req/s over bare's, same connection count."
 echo "Requests: POST /regions {\"size\":1048576} and DELETE /regions/<offset>, half and half."
 echo "Each run: fresh server on a free port, 1 s warm-up, then:"
 echo "  $(wrk_cmd '$C' 'http://127.0.0.1:$PORT')"
-echo "  bare:    $(server_cmd bare) --port \$PORT"
-echo "  regiond: $(server_cmd regiond) --port \$PORT"
-echo "Every run's req/s, in run order:"
-printf '  %s\n' "${spread[@]}"
-echo "Order per connection count: bare, regiond, bare, regiond, ... ($REPEAT each)."
+for name in $SERVERS; do echo "  $name: $(server_cmd "$name" | sed 's|regiond-bench\.[A-Za-z0-9]*|regiond-bench.XXXXXX|') --port \$PORT"; done
+echo "Order per connection count: $SERVERS, repeated $REPEAT times."
 echo "$(nproc) cores; load average at start $load_start, at end $load_end. Logs: $LOG_DIR"
 if [ ${#warnings[@]} -gt 0 ]; then
     echo

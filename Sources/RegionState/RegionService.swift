@@ -67,38 +67,40 @@ public final class RegionService: @unchecked Sendable {
         size: UInt64, label: String?, key: String?,
         completion: @escaping @Sendable (Result<Allocation, RegionError>) -> Void
     ) {
-        let step: Step<Allocation> = queue.sync {
-            guard loaded else { return .answer(.failure(.loading)) }
+        let (step, applied): (Step<Allocation>, Change?) = queue.sync {
+            guard loaded else { return (.answer(.failure(.loading)), nil) }
             if let key, let offset = keys[key], let earlier = saved[offset] {
                 guard earlier.requestedSize == size, earlier.label == label else {
-                    return .answer(.failure(.keyReused(key: key)))
+                    return (.answer(.failure(.keyReused(key: key))), nil)
                 }
                 // The first request may still be waiting for its fsync: so must the replay.
-                return lastSequence.map { .wait(for: $0, .replayed(earlier)) } ?? .answer(.success(.replayed(earlier)))
+                return (lastSequence.map { .wait(for: $0, .replayed(earlier)) } ?? .answer(.success(.replayed(earlier))), nil)
             }
             let region: Region
             do throws(PoolError) {
                 region = try pool.allocate(size: size)
             } catch {
-                return .answer(.failure(regionError(error)))
+                return (.answer(.failure(regionError(error))), nil)
             }
             let entry = SavedRegion(
                 offset: region.offset, memoryClass: region.memoryClass, label: label, idempotencyKey: key,
                 requestedSize: key == nil ? nil : size)
             return commit(.allocate(entry), answering: .created(entry), completion)
         }
+        applied.map(log)
         finish(step, completion)
     }
 
     /// Releases the region at `offset`; `completion` runs as for ``allocate(size:label:key:completion:)``.
     public func release(offset: UInt64, completion: @escaping @Sendable (Result<SavedRegion, RegionError>) -> Void) {
-        let step: Step<SavedRegion> = queue.sync {
-            guard loaded else { return .answer(.failure(.loading)) }
+        let (step, applied): (Step<SavedRegion>, Change?) = queue.sync {
+            guard loaded else { return (.answer(.failure(.loading)), nil) }
             guard let entry = saved[offset], pool.region(at: offset) != nil else {
-                return .answer(.failure(.notAllocated))
+                return (.answer(.failure(.notAllocated)), nil)
             }
             return commit(.release(entry), answering: entry, completion)
         }
+        applied.map(log)
         finish(step, completion)
     }
 
@@ -167,12 +169,10 @@ public final class RegionService: @unchecked Sendable {
         case .allocate(let region):
             saved[region.offset] = region
             if let key = region.idempotencyKey { keys[key] = region.offset }
-            logger.info("allocated", metadata: Self.metadata(region))
         case .release(let region):
             _ = try? pool.release(offset: region.offset)
             saved[region.offset] = nil
             if let key = region.idempotencyKey { keys[key] = nil }
-            logger.info("released", metadata: Self.metadata(region))
         }
     }
 
@@ -208,9 +208,9 @@ public final class RegionService: @unchecked Sendable {
     private func commit<Value: Sendable>(
         _ change: Change, answering value: Value,
         _ completion: @escaping @Sendable (Result<Value, RegionError>) -> Void
-    ) -> Step<Value> {
+    ) -> (Step<Value>, Change?) {
         apply(change)
-        guard let journal else { return .answer(.success(value)) }
+        guard let journal else { return (.answer(.success(value)), change) }
         do throws(JournalError) {
             // Runs on the journal's completion queue, outside this queue, in
             // the order the writer decided: on failure newest first, so each
@@ -224,11 +224,11 @@ public final class RegionService: @unchecked Sendable {
             }
             pending += 1
             if journal.needsCompaction { journal.compact(liveRegions: Array(saved.values)) }
-            return .journaled
+            return (.journaled, change)
         } catch {
             undo(change)
             logger.error("journal refused a change", metadata: ["error": "\(error)"])
-            return .answer(.failure(.unavailable))
+            return (.answer(.failure(.unavailable)), nil)
         }
     }
 
@@ -246,6 +246,15 @@ public final class RegionService: @unchecked Sendable {
             }
         case .journaled:
             break
+        }
+    }
+
+    /// The info line of a change, written after the pool's queue is released:
+    /// nothing but the allocator and its bookkeeping runs inside it.
+    private func log(_ change: Change) {
+        switch change {
+        case .allocate(let region): logger.info("allocated", metadata: Self.metadata(region))
+        case .release(let region): logger.info("released", metadata: Self.metadata(region))
         }
     }
 

@@ -84,10 +84,10 @@ struct Regiond: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         let settings = try Settings.resolve(self, environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.logLevel
-            return handler
+            BatchedLogHandler(label: label, sink: .standardError, logLevel: settings.logLevel)
         }
+        // Whatever way run() ends, the lines still waiting are written.
+        defer { LogSink.standardError.flush() }
         let logger = Logger(label: "regiond")
         let token = try settings.tokenFile.map(Self.readToken)
         let metrics = RegionMetrics()
