@@ -370,6 +370,15 @@ public final class HTTPServer: @unchecked Sendable {
     }
 }
 
+extension Substring {
+    /// Without the spaces and tabs around it (HTTP's optional whitespace).
+    fileprivate var trimmingOptionalWhitespace: Substring {
+        let isOWS: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isOWS($0) }), let last = lastIndex(where: { !isOWS($0) }) else { return "" }
+        return self[first...last]
+    }
+}
+
 /// The header fields of a request, read once with their lengths, and what
 /// they say about how the body is framed (RFC 9112 §6).
 private struct HeaderFields {
@@ -388,7 +397,7 @@ private struct HeaderFields {
 
     var framing: Framing {
         if let invalid { return .invalid(invalid) }
-        let lengths = Set(contentLengths.map { $0.trimmingCharacters(in: .whitespaces) })
+        let lengths = Set(contentLengths.map { $0.trimmingOptionalWhitespace })
         if transferEncoding {
             // RFC 9112 §6.1: a sender must not send both; a server may treat
             // it as an error and must then close. Either length could be meant.

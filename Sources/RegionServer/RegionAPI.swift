@@ -16,6 +16,7 @@ public enum RegionAPI {
         service: RegionService, metrics: RegionMetrics, logger: Logger, token: String? = nil
     ) -> Router {
         var router = Router()
+        let bodies = RegionBodyCache()
         if let token {
             let expected = Array("Bearer \(token)".utf8)
             router.guardRequest = { (request) throws(HTTPError) in
@@ -50,11 +51,11 @@ public enum RegionAPI {
                 switch result {
                 case .success(.created(let region)):
                     metrics.recordAllocation()
-                    respond(Response(status: 201, json: RegionBody(region), headers: [("Location", "/regions/\(region.offset)")]))
+                    respond(bodies.response(201, region, headers: [("Location", "/regions/\(region.offset)")]))
                 case .success(.replayed(let region)):
                     respond(
-                        Response(
-                            status: 200, json: RegionBody(region),
+                        bodies.response(
+                            200, region,
                             headers: [("Location", "/regions/\(region.offset)"), ("Idempotent-Replayed", "true")]))
                 case .failure(let error):
                     let error = httpError(error)
@@ -72,13 +73,13 @@ public enum RegionAPI {
             guard let region = try mapped({ () throws(RegionError) in try service.region(at: offset) }) else {
                 throw httpError(.notAllocated)
             }
-            return Response(status: 200, json: RegionBody(region))
+            return bodies.response(200, region)
         })
         router.on("DELETE", "/regions/{offset}") { (_, parameters, respond) throws(HTTPError) in
             let offset = try parseOffset(parameters["offset"]!)
             service.release(offset: offset) { result in
                 switch result {
-                case .success(let region): respond(Response(status: 200, json: RegionBody(region)))
+                case .success(let region): respond(bodies.response(200, region))
                 case .failure(let error): respond(httpError(error).response)
                 }
             }

@@ -15,8 +15,9 @@ struct BatchedLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var merged = metadata
-        if let explicit = event.metadata { merged.merge(explicit) { _, explicit in explicit } }
+        // Most lines carry only the call's metadata: no merge then.
+        var merged = metadata.isEmpty ? event.metadata ?? [:] : metadata
+        if !metadata.isEmpty, let explicit = event.metadata { merged.merge(explicit) { _, explicit in explicit } }
         if let error = event.error {
             merged["error.message"] = "\(error)"
             merged["error.type"] = "\(String(reflecting: type(of: error)))"
