@@ -22,26 +22,27 @@ struct BatchedLogHandler: LogHandler {
             merged["error.message"] = "\(error)"
             merged["error.type"] = "\(String(reflecting: type(of: error)))"
         }
-        var line = sink.timestamp()
-        line.reserveCapacity(160)
-        line += " "
-        line += event.level.rawValue
+        // Bytes, not String: the line is appended as it is built.
+        var line: [UInt8] = []
+        line.reserveCapacity(192)
+        line.append(UInt8(ascii: " "))
+        line += event.level.rawValue.utf8
         if !label.isEmpty {
-            line += " "
-            line += label
+            line.append(UInt8(ascii: " "))
+            line += label.utf8
         }
-        line += ":"
+        line.append(UInt8(ascii: ":"))
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            line += " "
-            line += key
-            line += "="
-            line += value.description
+            line.append(UInt8(ascii: " "))
+            line += key.utf8
+            line.append(UInt8(ascii: "="))
+            if case .string(let text) = value { line += text.utf8 } else { line += value.description.utf8 }
         }
-        line += " ["
-        line += event.source
-        line += "] "
-        line += event.message.description
-        line += "\n"
+        line += " [".utf8
+        line += event.source.utf8
+        line += "] ".utf8
+        line += event.message.description.utf8
+        line.append(UInt8(ascii: "\n"))
         sink.append(line, urgent: event.level >= .warning)
     }
 }

@@ -31,10 +31,15 @@ final class LogSink: @unchecked Sendable {
         writer.start()
     }
 
-    /// Appends one line; `urgent` writes it, and all before it, now.
-    func append(_ line: String, urgent: Bool) {
+    /// Appends one line, after the current timestamp; `urgent` writes it,
+    /// and all before it, now.
+    func append(_ line: [UInt8], urgent: Bool) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
         lock.lock()
-        pending.append(contentsOf: line.utf8)
+        if now.tv_sec != cachedSecond { stamp(now.tv_sec) }
+        pending.append(contentsOf: cachedStamp)
+        pending.append(contentsOf: line)
         if urgent {
             let bytes = pending
             pending.removeAll(keepingCapacity: true)
@@ -55,23 +60,16 @@ final class LogSink: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// The local time as `2026-12-04T04:12:15+0000` (swift-log's
-    /// StreamLogHandler format), formatted once per second.
-    func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        lock.lock()
-        defer { lock.unlock() }
-        if now.tv_sec != cachedSecond {
-            var seconds = now.tv_sec
-            var parts = tm()
-            localtime_r(&seconds, &parts)
-            var buffer = [CChar](repeating: 0, count: 32)
-            let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
-            cachedStamp = buffer[..<count].map { UInt8(bitPattern: $0) }
-            cachedSecond = now.tv_sec
-        }
-        return String(decoding: cachedStamp, as: UTF8.self)
+    /// Formats `seconds` as local time, `2026-12-04T04:12:15+0000`
+    /// (swift-log's StreamLogHandler format); called once per second, with the lock held.
+    private func stamp(_ seconds: Int) {
+        var seconds = seconds
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+        cachedStamp = buffer[..<count].map { UInt8(bitPattern: $0) }
+        cachedSecond = seconds
     }
 
     private func runWriter() {
