@@ -81,13 +81,18 @@ public struct Router: Sendable {
         }
     }
 
+    /// The route whose template the path fits, and its parameters. Walks
+    /// the path's bytes once per route, without splitting it.
     private func match(_ path: String) -> (Route, Parameters)? {
-        guard path.first == "/" else { return nil }
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        for route in routes where route.segments.count == segments.count {
+        let bytes = path.utf8
+        guard bytes.first == UInt8(ascii: "/") else { return nil }
+        for route in routes {
             var parameters: Parameters = [:]
+            var position = bytes.index(after: bytes.startIndex)
             var matched = true
-            for (pattern, segment) in zip(route.segments, segments) {
+            for (number, pattern) in route.segments.enumerated() {
+                let end = bytes[position...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.endIndex
+                let segment = Substring(path.utf8[position..<end])
                 if pattern.first == "{" {
                     guard !segment.isEmpty else { matched = false; break }
                     parameters[String(pattern.dropFirst().dropLast())] = String(segment)
@@ -95,6 +100,10 @@ public struct Router: Sendable {
                     matched = false
                     break
                 }
+                let last = number == route.segments.count - 1
+                // The path must end exactly where the template does.
+                guard last ? end == bytes.endIndex : end != bytes.endIndex else { matched = false; break }
+                position = last ? end : bytes.index(after: end)
             }
             if matched { return (route, parameters) }
         }
