@@ -28,7 +28,13 @@ SERVERS=${SERVERS:-"bare regiond durable warning"}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-command -v wrk >/dev/null || die "wrk is not installed"
+if ! command -v wrk >/dev/null; then
+    echo "== installing wrk" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
+fi
+command -v wrk >/dev/null || die "wrk is not installed and apt-get could not install it"
 build_bare
 build_regiond
 ticks_per_second=$(getconf CLK_TCK)
