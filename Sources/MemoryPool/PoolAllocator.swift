@@ -294,6 +294,18 @@ extension PoolAllocator {
     /// How many regions are allocated.
     public var regionCount: Int { MemoryClass.all.reduce(0) { $0 + Self.population(of: allocated.span, $1.rawValue) } }
 
+    /// Linux's unusable free space index for `memoryClass` (as
+    /// `/sys/kernel/debug/extfrag/unusable_index` gives it per order): the
+    /// share of the free bytes, from 0 to 1, that lie in free regions too
+    /// small to serve a request of this class. 0 when nothing is free.
+    public func unusableIndex(for memoryClass: MemoryClass) -> Double {
+        let counts = classCounts
+        let free = counts.reduce(UInt64(0)) { $0 + UInt64($1.free) * $1.size }
+        guard free > 0 else { return 0 }
+        let usable = counts.filter { $0.memoryClass >= memoryClass }.reduce(UInt64(0)) { $0 + UInt64($1.free) * $1.size }
+        return Double(free - usable) / Double(free)
+    }
+
     /// The size of the largest region that can be allocated now; 0 when full.
     public var largestFree: UInt64 {
         for k in MemoryClass.all.reversed() where freeWords[k.rawValue] != 0 {

@@ -47,7 +47,9 @@ public enum RegionAPI {
                 metrics.recordAllocationFailure(reason: error.code)
                 throw error
             }
-            service.allocate(size: body.size, label: body.label, key: key) { result in
+            let allocation = RegionService.Request(
+                size: body.size, label: body.label, key: key, share: body.share, ttl: body.ttl)
+            service.allocate(allocation) { result in
                 switch result {
                 case .success(.created(let region)):
                     metrics.recordAllocation()
@@ -57,6 +59,8 @@ public enum RegionAPI {
                         bodies.response(
                             200, region,
                             headers: [("Location", "/regions/\(region.offset)"), ("Idempotent-Replayed", "true")]))
+                case .success(.joined(let region)):
+                    respond(bodies.response(200, region, headers: [("Location", "/regions/\(region.offset)")]))
                 case .failure(let error):
                     let error = httpError(error)
                     metrics.recordAllocationFailure(reason: error.code)
@@ -64,9 +68,52 @@ public enum RegionAPI {
                 }
             }
         }
+        // Before /regions/{offset}, which would take "batch" for an offset.
+        router.on("POST", "/regions/batch") { (request, _, respond) throws(HTTPError) in
+            guard request.header("Idempotency-Key") == nil else {
+                throw HTTPError(400, "invalid_request", "Idempotency-Key is not taken on batches")
+            }
+            let batch: BatchBody
+            switch BatchBody.read(request.body) {
+            case .success(let read): batch = read
+            case .failure(let error):
+                metrics.recordAllocationFailure(reason: error.code)
+                throw error
+            }
+            let requests = batch.items.map {
+                RegionService.Request(size: $0.size, label: $0.label, share: $0.share, ttl: $0.ttl)
+            }
+            service.allocate(batch: requests) { result in
+                switch result {
+                case .success(let allocations):
+                    for allocation in allocations {
+                        if case .created = allocation { metrics.recordAllocation() }
+                    }
+                    respond(Response(status: 201, json: RegionListBody(regions: allocations.map { RegionBody($0.region) })))
+                case .failure(let error):
+                    let error = httpError(error)
+                    metrics.recordAllocationFailure(reason: error.code)
+                    respond(error.response)
+                }
+            }
+        }
+        router.on("POST", "/regions/{offset}/renew") { (request, parameters, respond) throws(HTTPError) in
+            let offset = try parseOffset(parameters["offset"]!)
+            guard let body = RenewBody.read(request.body) else {
+                throw HTTPError(
+                    400, "invalid_request",
+                    "the body must be empty or a JSON object with an optional integer \"ttl\" from 1 to 2592000 seconds")
+            }
+            service.renew(offset: offset, ttl: body.ttl) { result in
+                switch result {
+                case .success(let region): respond(bodies.response(200, region))
+                case .failure(let error): respond(httpError(error).response)
+                }
+            }
+        }
         router.on("GET", "/regions", now: { (request, _) throws(HTTPError) in
             let regions = try mapped { () throws(RegionError) in try service.regions(label: request.query["label"]) }
-            return Response(status: 200, json: RegionListBody(regions: regions.map(RegionBody.init)))
+            return Response(status: 200, json: RegionListBody(regions: regions.map { RegionBody($0) }))
         })
         router.on("GET", "/regions/{offset}", now: { (_, parameters) throws(HTTPError) in
             let offset = try parseOffset(parameters["offset"]!)
@@ -79,12 +126,18 @@ public enum RegionAPI {
             let offset = try parseOffset(parameters["offset"]!)
             service.release(offset: offset) { result in
                 switch result {
-                case .success(let region): respond(bodies.response(200, region))
+                case .success(.released(let region)) where region.share != nil:
+                    respond(Response(status: 200, json: RegionBody(region, refs: 0)))
+                case .success(.released(let region)), .success(.dropped(let region)):
+                    respond(bodies.response(200, region))
                 case .failure(let error): respond(httpError(error).response)
                 }
             }
         }
-        router.on("GET", "/pool", now: { _, _ in Response(status: 200, json: PoolBody(service.poolSnapshot)) })
+        router.on("GET", "/pool", now: { _, _ in
+            let figures = service.poolFigures
+            return Response(status: 200, json: PoolBody(figures.pool, wastedBytes: figures.wastedBytes))
+        })
         // Encoded once: the probes are asked often.
         let ok = Response(status: 200, json: StatusBody(status: "ok"))
         router.on("GET", "/livez", now: { _, _ in ok })
@@ -96,7 +149,7 @@ public enum RegionAPI {
         router.on("GET", "/metrics", now: { _, _ in
             Response(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.exposition(pool: service.poolSnapshot))
+                body: metrics.exposition(service.poolFigures))
         })
         router.on("GET", "/openapi.yaml", now: { _, _ in
             Response(status: 200, headers: [("Content-Type", "application/yaml")], body: PackageResources.openapi_yaml)
@@ -104,18 +157,18 @@ public enum RegionAPI {
         return router
     }
 
-    /// Reads `{"size": N, "label": "..."}`; anything else is `invalid_request`.
+    /// Reads `{"size": N, "label": "...", "share": "...", "ttl": S}`; anything else is `invalid_request`.
     static func decodeAllocation(_ body: [UInt8]) throws(HTTPError) -> AllocateBody {
-        guard let decoded = JSONValue.parse(body).flatMap(AllocateBody.init) else {
+        guard let json = JSONValue.parse(body) else {
             throw HTTPError(
                 400, "invalid_request",
                 "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""
             )
         }
-        if let label = decoded.label, label.utf8.count > 256 {
-            throw HTTPError(400, "invalid_request", "the label is longer than 256 bytes")
+        switch AllocateBody.read(json) {
+        case .success(let body): return body
+        case .failure(let problem): throw HTTPError(400, "invalid_request", problem.detail)
         }
-        return decoded
     }
 
     /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, or none.
@@ -154,6 +207,15 @@ public enum RegionAPI {
         case .notAllocated: HTTPError(404, "not_allocated", "\(error)")
         case .keyReused: HTTPError(422, "idempotency_key_reused", "\(error)")
         case .unavailable, .loading: HTTPError(503, "state_unavailable", "\(error)")
+        case .shareConflict: HTTPError(409, "share_conflict", "\(error)")
+        case .notLeased: HTTPError(409, "not_leased", "\(error)")
+        case .batchItem(let index, let inner):
+            {
+                var mapped = httpError(inner)
+                mapped.detail = "\(error)"
+                mapped.members["index"] = UInt64(index)
+                return mapped
+            }()
         }
     }
 

@@ -23,6 +23,7 @@ public final class RegionMetrics: Sendable {
     private let requestMetrics = Locked<[RequestKey: (counter: CoreMetrics.Counter, timer: CoreMetrics.Timer)]>([:])
     private let allocations: CoreMetrics.Counter
     private let failures = Locked<[String: CoreMetrics.Counter]>([:])
+    private let expirations: CoreMetrics.Counter
     private let fsyncs: CoreMetrics.Counter
     private let fsyncDuration: CoreMetrics.Timer
 
@@ -43,6 +44,7 @@ public final class RegionMetrics: Sendable {
         ]
         self.factory = factory
         allocations = CoreMetrics.Counter(label: "regiond_allocations_total", factory: factory)
+        expirations = CoreMetrics.Counter(label: "regiond_lease_expirations_total", factory: factory)
         fsyncs = CoreMetrics.Counter(label: "regiond_journal_fsyncs_total", factory: factory)
         fsyncDuration = CoreMetrics.Timer(label: "regiond_journal_fsync_duration_seconds", factory: factory)
     }
@@ -86,14 +88,21 @@ public final class RegionMetrics: Sendable {
         counter.increment()
     }
 
+    /// Counts a region released because its lease ended.
+    public func recordExpiry() {
+        expirations.increment()
+    }
+
     /// Records one journal fsync.
     public func recordFsync(duration: Duration) {
         fsyncs.increment()
         fsyncDuration.recordNanoseconds(duration.nanoseconds)
     }
 
-    /// The exposition in Prometheus text format, with the pool gauges set from `pool`.
-    func exposition(pool: PoolAllocator) -> [UInt8] {
+    /// The exposition in Prometheus text format, with the pool gauges set from `figures`.
+    func exposition(_ figures: (pool: PoolAllocator, wastedBytes: UInt64)) -> [UInt8] {
+        let pool = figures.pool
+        CoreMetrics.Gauge(label: "regiond_pool_wasted_bytes", factory: factory).record(figures.wastedBytes)
         CoreMetrics.Gauge(label: "regiond_pool_used_bytes", factory: factory).record(pool.usedBytes)
         CoreMetrics.Gauge(label: "regiond_pool_free_bytes", factory: factory).record(pool.freeBytes)
         CoreMetrics.Gauge(label: "regiond_pool_regions", factory: factory).record(pool.regionCount)
@@ -103,6 +112,10 @@ public final class RegionMetrics: Sendable {
                 label: "regiond_pool_free_regions", dimensions: [("class", String(counts.memoryClass.rawValue))],
                 factory: factory
             ).record(counts.free)
+            CoreMetrics.Gauge(
+                label: "regiond_pool_unusable_index", dimensions: [("class", String(counts.memoryClass.rawValue))],
+                factory: factory
+            ).record(pool.unusableIndex(for: counts.memoryClass))
         }
         return registry.emitToBuffer()
     }

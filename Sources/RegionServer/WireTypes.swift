@@ -1,42 +1,152 @@
+internal import Glibc
 internal import MemoryPool
+internal import MicroHTTP
 internal import RegionState
 
-/// The body of `POST /regions`; unknown fields are ignored.
+/// The body of `POST /regions` and of each batch item; unknown fields are ignored.
 struct AllocateBody {
     let size: UInt64
     let label: String?
+    let share: String?
+    let ttl: UInt32?
 
-    /// Reads `{"size": N, "label": "..."}`: `size` an integer from 0 to
-    /// `UInt64.max`, `label` a string when present (`null` is not one).
-    init?(_ json: JSONValue) {
-        guard case .object = json, let size = json["size"]?.unsignedInteger else { return nil }
-        self.size = size
-        switch json["label"] {
-        case nil: label = nil
-        case .string(let text): label = text
-        default: return nil
+    /// The longest label or share key, in UTF-8 bytes.
+    static let maximumText = 256
+    /// The longest lease: 30 days.
+    static let ttlRange: ClosedRange<UInt64> = 1...2_592_000
+
+    /// Reads `{"size": N, "label": "...", "share": "...", "ttl": S}`: `size`
+    /// an integer from 0 to `UInt64.max`; `label` and `share` strings of at
+    /// most 256 bytes (`share` at least 1) when present (`null` is not a
+    /// string); `ttl` an integer from 1 to 2592000 seconds when present.
+    /// Returns what is wrong otherwise.
+    static func read(_ json: JSONValue) -> Result<AllocateBody, Problem> {
+        guard case .object = json, let size = json["size"]?.unsignedInteger else {
+            return .failure(.invalid(
+                "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""))
+        }
+        var texts: [String: String] = [:]
+        for name in ["label", "share"] {
+            switch json[name] {
+            case nil: continue
+            case .string(let text) where text.utf8.count <= maximumText && !(name == "share" && text.isEmpty):
+                texts[name] = text
+            case .string:
+                return .failure(.invalid("the \(name) is longer than \(maximumText) bytes\(name == "share" ? " or empty" : "")"))
+            default:
+                return .failure(.invalid("\"\(name)\" must be a string"))
+            }
+        }
+        var ttl: UInt32?
+        if let given = json["ttl"] {
+            guard let seconds = given.unsignedInteger, ttlRange.contains(seconds) else {
+                return .failure(.invalid("\"ttl\" must be an integer number of seconds from 1 to 2592000 (30 days)"))
+            }
+            ttl = UInt32(seconds)
+        }
+        return .success(AllocateBody(size: size, label: texts["label"], share: texts["share"], ttl: ttl))
+    }
+
+    /// Why a body was refused: the detail of a 400 `invalid_request`.
+    enum Problem: Error {
+        case invalid(String)
+
+        var detail: String {
+            switch self {
+            case .invalid(let detail): detail
+            }
         }
     }
 }
 
-/// A region on the wire: `{"offset", "size", "class"}` plus `"label"` when given.
+/// A region on the wire: `{"offset", "size", "class"}` plus `"label"` when
+/// given, `"share"` and `"refs"` when shared, `"expiresAt"` (RFC 3339, UTC)
+/// when leased.
 struct RegionBody: Encodable {
     let offset: UInt64
     let size: UInt64
     let memoryClass: Int
     let label: String?
+    let share: String?
+    let refs: Int?
+    let expiresAt: String?
 
     enum CodingKeys: String, CodingKey {
         case offset, size
         case memoryClass = "class"
-        case label
+        case label, share, refs, expiresAt
     }
 
-    init(_ region: SavedRegion) {
+    /// The region as it is; `refs` overrides its count (0 for a shared region just released).
+    init(_ region: SavedRegion, refs: Int? = nil) {
         offset = region.offset
         size = try! region.memoryClass.size  // saved regions always have a valid class
         memoryClass = region.memoryClass.rawValue
         label = region.label
+        share = region.share
+        self.refs = region.share == nil ? nil : refs ?? region.refs
+        expiresAt = region.lease.map { Self.rfc3339($0.expiresAt) }
+    }
+
+    /// Milliseconds since 1970 as `2026-12-04T04:12:15.250Z`.
+    static func rfc3339(_ milliseconds: Int64) -> String {
+        var seconds = Int(milliseconds.dividedRoundingDown(by: 1000))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        let fraction = Int32(milliseconds - Int64(seconds) * 1000)
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(fraction, 3))Z"
+    }
+}
+
+extension Int64 {
+    /// Division rounding towards minus infinity.
+    fileprivate func dividedRoundingDown(by divisor: Int64) -> Int64 {
+        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? quotient - 1 : quotient
+    }
+}
+
+/// `POST /regions/{offset}/renew`: an optional `{"ttl": S}`.
+struct RenewBody {
+    let ttl: UInt32?
+
+    static func read(_ bytes: [UInt8]) -> RenewBody? {
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) { return RenewBody(ttl: nil) }
+        guard let json = JSONValue.parse(bytes), case .object = json else { return nil }
+        guard let given = json["ttl"] else { return RenewBody(ttl: nil) }
+        guard let seconds = given.unsignedInteger, AllocateBody.ttlRange.contains(seconds) else { return nil }
+        return RenewBody(ttl: UInt32(seconds))
+    }
+}
+
+/// `POST /regions/batch`: `{"regions": [item, ...]}`, 1 to 1024 items.
+struct BatchBody {
+    let items: [AllocateBody]
+
+    static let itemLimit = 1024
+
+    static func read(_ bytes: [UInt8]) -> Result<BatchBody, HTTPError> {
+        guard let json = JSONValue.parse(bytes), case .object = json, case .array(let items)? = json["regions"],
+            (1...itemLimit).contains(items.count)
+        else {
+            return .failure(HTTPError(
+                400, "invalid_request", "the body must be a JSON object with \"regions\": an array of 1 to \(itemLimit) items"))
+        }
+        var read: [AllocateBody] = []
+        for (index, item) in items.enumerated() {
+            switch AllocateBody.read(item) {
+            case .success(let body): read.append(body)
+            case .failure(let problem):
+                return .failure(HTTPError(
+                    400, "invalid_request", "item \(index): \(problem.detail)", members: ["index": UInt64(index)]))
+            }
+        }
+        return .success(BatchBody(items: read))
     }
 }
 
@@ -45,7 +155,8 @@ struct RegionListBody: Encodable {
     let regions: [RegionBody]
 }
 
-/// `GET /pool`: usage, and per class the /proc/buddyinfo-like counts.
+/// `GET /pool`: usage, per class the /proc/buddyinfo-like counts and the
+/// unusable free space index, and the bytes lost to rounding up to a class.
 struct PoolBody: Encodable {
     struct ClassBody: Encodable {
         let memoryClass: Int
@@ -53,10 +164,11 @@ struct PoolBody: Encodable {
         let free: Int
         let allocated: Int
         let split: Int
+        let unusableIndex: Double
 
         enum CodingKeys: String, CodingKey {
             case memoryClass = "class"
-            case size, free, allocated, split
+            case size, free, allocated, split, unusableIndex
         }
     }
 
@@ -65,9 +177,11 @@ struct PoolBody: Encodable {
     let freeBytes: UInt64
     let regionCount: Int
     let largestFree: UInt64
+    let wastedBytes: UInt64
     let classes: [ClassBody]
 
-    init(_ pool: PoolAllocator) {
+    init(_ pool: PoolAllocator, wastedBytes: UInt64) {
+        self.wastedBytes = wastedBytes
         capacity = PoolAllocator.capacity
         usedBytes = pool.usedBytes
         freeBytes = pool.freeBytes
@@ -76,7 +190,7 @@ struct PoolBody: Encodable {
         classes = pool.classCounts.map {
             ClassBody(
                 memoryClass: $0.memoryClass.rawValue, size: $0.size, free: $0.free, allocated: $0.allocated,
-                split: $0.split)
+                split: $0.split, unusableIndex: pool.unusableIndex(for: $0.memoryClass))
         }
     }
 }

@@ -9,21 +9,30 @@ extension Journal {
     /// has failed or is not open.
     @discardableResult
     public func append(_ record: JournalRecord, completion: @escaping Completion) throws(JournalError) -> UInt64 {
-        guard record.isEncodable else { throw .recordTooLarge }
+        try append([record], completion: completion)
+    }
+
+    /// Queues records as one group: they go into the same write (and batch
+    /// frame), so after a crash either all of them are there or none.
+    /// `completion` learns when the last one is durable; returns its sequence number.
+    @discardableResult
+    public func append(_ records: [JournalRecord], completion: @escaping Completion) throws(JournalError) -> UInt64 {
+        guard records.allSatisfy(\.isEncodable) else { throw .recordTooLarge }
         var bytes: [UInt8] = []
-        record.appendFramed(to: &bytes)
+        for record in records { record.appendFramed(to: &bytes) }
+        let count = UInt64(records.count)
         let (sequence, signal) = try state.withLock { (s) throws(JournalError) -> (UInt64, Bool) in
             guard s.phase == .open else { throw .notOpen }
             if let failure = s.failure { throw .failed(failure) }
-            let sequence = s.nextSequence
-            s.nextSequence += 1
-            s.appendedSinceSnapshot += 1
+            let sequence = s.nextSequence + count - 1
+            s.nextSequence += count
+            s.appendedSinceSnapshot += records.count
             if let last = s.segments.indices.last, s.segments[last].compaction == nil {
                 s.segments[last].bytes.append(contentsOf: bytes)
                 s.segments[last].lastSequence = sequence
-                s.segments[last].count += 1
+                s.segments[last].count += records.count
             } else {
-                s.segments.append(Segment(bytes: bytes, lastSequence: sequence, count: 1))
+                s.segments.append(Segment(bytes: bytes, lastSequence: sequence, count: records.count))
             }
             s.waiters.append(Waiter(sequence: sequence, completion: completion))
             return (sequence, s.wakeWriter())

@@ -123,6 +123,21 @@ extension Journal {
             guard regions.removeValue(forKey: offset) != nil, (try? pool.release(offset: offset)) != nil else {
                 throw .corrupt(path: path, record: number, reason: "releases offset \(offset), where nothing is allocated")
             }
+        case .addReference(let offset, let sharer):
+            guard regions[offset]?.share != nil else {
+                throw .corrupt(path: path, record: number, reason: "adds a reference at offset \(offset), where no shared region is")
+            }
+            regions[offset]?.sharers.append(sharer)
+        case .dropReference(let offset):
+            guard regions[offset]?.sharers.isEmpty == false else {
+                throw .corrupt(path: path, record: number, reason: "drops a reference at offset \(offset), where none is left to drop")
+            }
+            regions[offset]?.sharers.removeLast()
+        case .renew(let offset, let lease):
+            guard regions[offset] != nil else {
+                throw .corrupt(path: path, record: number, reason: "renews offset \(offset), where nothing is allocated")
+            }
+            regions[offset]?.lease = lease
         }
     }
 

@@ -2,7 +2,7 @@ public import MemoryPool
 
 /// Why the region service refused a request. It says nothing about HTTP:
 /// the routes map each case to a status and a code.
-public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
+public indirect enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The size is 0 or over 4 GiB: no class fits it.
     case invalidMemoryClass
     /// No free region of the class or larger; `largestFree` is the largest size that can be allocated now.
@@ -15,6 +15,12 @@ public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
     case unavailable
     /// The state is still loading.
     case loading
+    /// The share key names a region of another class.
+    case shareConflict(share: String, memoryClass: MemoryClass)
+    /// A renewal without a length, of a region that has no lease.
+    case notLeased
+    /// The item at `index` of a batch failed; the batch did nothing.
+    case batchItem(index: Int, RegionError)
 
     public var description: String {
         switch self {
@@ -24,6 +30,10 @@ public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
         case .keyReused(let key): "Idempotency-Key \(key) was used for a request with another size or label"
         case .unavailable: "the change could not be written to the journal; it was not made"
         case .loading: "the state is still loading"
+        case .shareConflict(let share, let memoryClass):
+            "share \(share) is a class \(memoryClass) region; this size needs another class"
+        case .notLeased: "the region has no lease; give a \"ttl\" to start one"
+        case .batchItem(let index, let error): "item \(index): \(error); nothing in the batch was allocated"
         }
     }
 }

@@ -13,7 +13,8 @@ internal import Glibc
 /// the regions in offset order, and a CRC32C of everything before it.
 ///
 /// A journal of version 1 holds framed records back to back. Version 2
-/// (written since) wraps each group-commit write in a batch frame:
+/// wraps each group-commit write in a batch frame; version 3 (written
+/// since) is version 2 with the record types of shares and leases. A batch frame is
 /// `FF FF FF FF`, the batch's byte count UInt32 LE, a CRC32C of the batch
 /// UInt32 LE, then its records. A batch is acknowledged only after its
 /// fsync, and the next one is written only after that, so a damaged batch
@@ -24,12 +25,16 @@ enum StateFiles {
     static let journalMagic: [UInt8] = Array("RGNJ".utf8)
     /// First bytes of a snapshot file.
     static let snapshotMagic: [UInt8] = Array("RGNS".utf8)
-    /// The snapshot format version.
-    static let snapshotVersion: UInt32 = 1
-    /// The journal format version this code writes.
-    static let journalVersion: UInt32 = 2
+    /// The snapshot format version this code writes (2: regions with the
+    /// extension of shares and leases).
+    static let snapshotVersion: UInt32 = 2
+    /// The snapshot format versions this code reads.
+    static let snapshotVersions: ClosedRange<UInt32> = 1...2
+    /// The journal format version this code writes (3: batches, and the
+    /// records of shares and leases).
+    static let journalVersion: UInt32 = 3
     /// The journal format versions this code reads.
-    static let journalVersions: ClosedRange<UInt32> = 1...2
+    static let journalVersions: ClosedRange<UInt32> = 1...3
     /// Marks a batch frame where a record frame's payload length would be.
     static let batchTag = UInt32.max
     /// Tag, byte count and checksum of a batch.
@@ -103,7 +108,7 @@ enum StateFiles {
         bytes.reserveCapacity(headerSize + 8 + regions.count * 16)
         bytes.appendLittleEndian(UInt32(regions.count))
         for region in regions.sorted(by: { $0.offset < $1.offset }) {
-            region.append(to: &bytes)
+            region.append(to: &bytes, extended: true)
         }
         bytes.appendLittleEndian(CRC32C.checksum(bytes))
         return bytes
@@ -116,14 +121,14 @@ enum StateFiles {
         guard bytes.count >= headerSize + 8 else { return nil }
         var trailer = ByteReader(bytes[(bytes.count - 4)...])
         guard (try? trailer.uint32()) == CRC32C.checksum(bytes[..<(bytes.count - 4)]) else { return nil }
-        try checkHeader(bytes, magic: snapshotMagic, versions: snapshotVersion...snapshotVersion, generation: generation, path: path)
+        let version = try checkHeader(bytes, magic: snapshotMagic, versions: snapshotVersions, generation: generation, path: path)
         var reader = ByteReader(bytes[headerSize..<(bytes.count - 4)])
         var regions: [SavedRegion] = []
         do throws(MalformedBytes) {
             let count = try reader.uint32()
             regions.reserveCapacity(Int(min(count, 1 << 16)))
             for _ in 0..<count {
-                regions.append(try reader.savedRegion())
+                regions.append(try reader.savedRegion(extended: version >= 2))
             }
         } catch {
             throw .corrupt(path: path, record: regions.count + 1, reason: "region \(error.reason)")

@@ -109,7 +109,7 @@ struct Regiond: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let service = RegionService(journal: journal, logger: logger)
+        let service = RegionService(journal: journal, logger: logger) { _ in metrics.recordExpiry() }
         let router = RegionAPI.router(service: service, metrics: metrics, logger: logger, token: token)
         let endpoint: HTTPServer.Configuration.Endpoint =
             settings.unixSocket.map { .unix(path: $0) } ?? .tcp(host: settings.host, port: settings.port)
@@ -147,6 +147,12 @@ struct Regiond: ParsableCommand {
         recovery.schedule(deadline: .now() + 1, repeating: 1)
         recovery.setEventHandler { service.recoverIfNeeded() }
         recovery.resume()
+        // Leases end on time to within this period (and at start-up for those
+        // that ended while regiond was down).
+        let expiry = DispatchSource.makeTimerSource(queue: .global())
+        expiry.schedule(deadline: .now(), repeating: .milliseconds(100))
+        expiry.setEventHandler { service.expireDue() }
+        expiry.resume()
 
         // SIGTERM and SIGINT have been blocked since start-up, so one sent at
         // any moment waits here instead of killing us or getting lost.
@@ -154,6 +160,7 @@ struct Regiond: ParsableCommand {
         sigwait(&stopSignals, &received)
         logger.info("stopping", metadata: ["signal": "\(received)"])
         server.shutdown()
+        expiry.cancel()
         journal?.close()
         recovery.cancel()
         logger.info("stopped")

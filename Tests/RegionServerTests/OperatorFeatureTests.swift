@@ -132,6 +132,18 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
             regiond_pool_free_regions{class="4"} 3.0
             regiond_pool_free_regions{class="5"} 3.0
             regiond_pool_free_regions{class="6"} 0.0
+            # TYPE regiond_pool_wasted_bytes gauge
+            regiond_pool_wasted_bytes 11777216.0
+            # TYPE regiond_pool_unusable_index gauge
+            regiond_pool_unusable_index{class="0"} 0.0
+            regiond_pool_unusable_index{class="1"} 0.0007354743809757293
+            regiond_pool_unusable_index{class="2"} 0.003677371904878647
+            regiond_pool_unusable_index{class="3"} 0.01152243196861976
+            regiond_pool_unusable_index{class="4"} 0.05859279235106644
+            regiond_pool_unusable_index{class="5"} 0.24687423388085314
+            regiond_pool_unusable_index{class="6"} 1.0
+            # TYPE regiond_lease_expirations_total counter
+            regiond_lease_expirations_total 0
             # TYPE regiond_http_requests_total counter
             regiond_http_requests_total{route="/regions",method="POST",status="201"} 2
             regiond_http_requests_total{route="/regions",method="POST",status="400"} 1

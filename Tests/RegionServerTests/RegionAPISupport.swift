@@ -78,18 +78,23 @@ struct PoolJSON: Codable, Equatable {
         let free: Int
         let allocated: Int
         let split: Int
+        let unusableIndex: Double
     }
     let capacity: UInt64
     let usedBytes: UInt64
     let freeBytes: UInt64
     let regionCount: Int
     let largestFree: UInt64
+    let wastedBytes: UInt64
     let classes: [ClassJSON]
 
     /// The pool with nothing allocated: one free 4 GiB region.
     static let empty = PoolJSON(
         capacity: 4 * GiB, usedBytes: 0, freeBytes: 4 * GiB, regionCount: 0, largestFree: 4 * GiB,
-        classes: (0..<7).map { ClassJSON(class: $0, size: MiB << (2 * UInt64($0)), free: $0 == 6 ? 1 : 0, allocated: 0, split: 0) })
+        wastedBytes: 0,
+        classes: (0..<7).map {
+            ClassJSON(class: $0, size: MiB << (2 * UInt64($0)), free: $0 == 6 ? 1 : 0, allocated: 0, split: 0, unusableIndex: 0)
+        })
 }
 
 /// An RFC 9457 problem as regiond sends it.

@@ -95,11 +95,14 @@ import Testing
     @Test func poolOfAFreshServiceIsOneFree4GiBRegion() throws {
         let response = api.send("GET", "/pool")
         #expect(response.status == 200)
-        #expect(jsonKeys(response.body) == ["capacity", "usedBytes", "freeBytes", "regionCount", "largestFree", "classes"])
+        #expect(
+            jsonKeys(response.body) == [
+                "capacity", "usedBytes", "freeBytes", "regionCount", "largestFree", "wastedBytes", "classes",
+            ])
         #expect(try api.pool() == .empty)
         let object = try JSONSerialization.jsonObject(with: Data(response.body)) as! [String: Any]
         for entry in object["classes"] as! [[String: Any]] {
-            #expect(Set(entry.keys) == ["class", "size", "free", "allocated", "split"])
+            #expect(Set(entry.keys) == ["class", "size", "free", "allocated", "split", "unusableIndex"])
         }
     }
 

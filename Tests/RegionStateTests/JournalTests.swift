@@ -118,9 +118,9 @@ import Testing
         let directory = try TemporaryDirectory()
         try write([.allocate(region(0, class: 0))], to: directory.path)
         let journalPath = directory.path + "/journal-0000000000000000"
-        try flipByte(at: 5, in: journalPath)  // version 2 becomes 0x0102
+        try flipByte(at: 5, in: journalPath)  // version 3 becomes 0x0103
         let error = try loadError(directory.path)
-        #expect(error.map { "\($0)".contains("unknown format version 258") && "\($0)".contains(journalPath) } == true)
+        #expect(error.map { "\($0)".contains("unknown format version 259") && "\($0)".contains(journalPath) } == true)
     }
 
     // MARK: Damage inside bytes that were never acknowledged
@@ -479,6 +479,9 @@ private func expectedRegions(after records: [JournalRecord], from start: [UInt64
         switch record {
         case .allocate(let region): regions[region.offset] = region
         case .release(let offset): regions[offset] = nil
+        case .addReference(let offset, let sharer): regions[offset]?.sharers.append(sharer)
+        case .dropReference(let offset): regions[offset]?.sharers.removeLast()
+        case .renew(let offset, let lease): regions[offset]?.lease = lease
         }
     }
     return regions

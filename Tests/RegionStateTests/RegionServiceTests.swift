@@ -27,7 +27,7 @@ import Testing
         wait { service.allocate(size: size, label: label, key: nil, completion: $0) }
     }
 
-    func release(_ service: RegionService, _ offset: UInt64) -> Result<SavedRegion, RegionError> {
+    func release(_ service: RegionService, _ offset: UInt64) -> Result<RegionService.Release, RegionError> {
         wait { service.release(offset: offset, completion: $0) }
     }
 
