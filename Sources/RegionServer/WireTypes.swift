@@ -10,15 +10,17 @@ struct AllocateBody {
     let share: String?
     let ttl: UInt32?
 
-    /// The longest label or share key, in UTF-8 bytes.
+    /// The longest label or share key, in Unicode scalars: what JSON
+    /// Schema's `maxLength` counts (at most 1,024 UTF-8 bytes).
     static let maximumText = 256
     /// The longest lease: 30 days.
     static let ttlRange: ClosedRange<UInt64> = 1...2_592_000
 
     /// Reads `{"size": N, "label": "...", "share": "...", "ttl": S}`: `size`
-    /// an integer from 0 to `UInt64.max`; `label` and `share` strings of at
-    /// most 256 bytes (`share` at least 1) when present (`null` is not a
-    /// string); `ttl` an integer from 1 to 2592000 seconds when present.
+    /// an integer from 0 to `UInt64.max`; `label` a string of at most 256
+    /// characters and `share` one of 1 to 256, when present
+    /// (`null` is not a string); `ttl` an integer from 1 to 2592000 seconds
+    /// when present.
     /// Returns what is wrong otherwise.
     static func read(_ json: JSONValue) -> Result<AllocateBody, Problem> {
         guard case .object = json, let size = json["size"]?.unsignedInteger else {
@@ -29,10 +31,12 @@ struct AllocateBody {
         for name in ["label", "share"] {
             switch json[name] {
             case nil: continue
-            case .string(let text) where text.utf8.count <= maximumText && !(name == "share" && text.isEmpty):
+            case .string(let text) where ((name == "label" ? 0 : 1)...maximumText).contains(text.unicodeScalars.count):
                 texts[name] = text
             case .string:
-                return .failure(.invalid("the \(name) is longer than \(maximumText) bytes\(name == "share" ? " or empty" : "")"))
+                return .failure(.invalid(
+                    name == "label"
+                        ? "the label is longer than \(maximumText) characters" : "the share key must be 1 to \(maximumText) characters"))
             default:
                 return .failure(.invalid("\"\(name)\" must be a string"))
             }

@@ -82,7 +82,7 @@ let malformedCases: [MalformedCase] =
         .post("a label that is a number", #"{"size":1048576,"label":5}"#),
         .post("a label that is an object", #"{"size":1048576,"label":{}}"#),
         .post("a label that is null", #"{"size":1048576,"label":null}"#),
-        .post("a label of 257 bytes", #"{"size":1048576,"label":"\#(label257)"}"#),
+        .post("a label of 257 characters", #"{"size":1048576,"label":"\#(label257)"}"#),
         .post("invalid UTF-8 in the label", Array(#"{"size":1048576,"label":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)),
         .post("invalid UTF-8 outside strings", Array(#"{"size":1048576"#.utf8) + [0xC3] + Array("}".utf8)),
         .post("a NUL byte", [0]),

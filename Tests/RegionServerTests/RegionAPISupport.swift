@@ -145,7 +145,7 @@ func expectProblem(
     #expect(!problem.detail.isEmpty, sourceLocation: sourceLocation)
     #expect(problem.code == code, sourceLocation: sourceLocation)
     #expect(
-        jsonKeys(body).isSubset(of: ["type", "title", "status", "detail", "code", "largestFree"]),
+        jsonKeys(body).isSubset(of: ["type", "title", "status", "detail", "code", "largestFree", "index"]),
         sourceLocation: sourceLocation)
     return problem
 }
