@@ -1,0 +1,261 @@
+import Dispatch
+import Foundation
+import MemoryPool
+import Synchronization
+import Testing
+
+@testable import RegionState
+
+/// State directories written by the last released regiond (5e232cf: journal
+/// and snapshot format 1), loaded by this code: every region comes back as
+/// that regiond listed it, and appends go on in the files' old format.
+///
+/// The fixtures were made by driving the released binary over HTTP and
+/// stopping it with SIGTERM; `Fixtures/<name>.expected.json` is its
+/// `GET /regions` answer just before the stop. Every test works on a copy:
+/// loading creates `lock` and may cut torn tails.
+@Suite struct CompatibilityTests {
+    /// A state directory written by regiond 5e232cf.
+    enum Fixture: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        /// No snapshot: 43 records (allocations of classes 0 to 3, releases) in one journal.
+        case journalOnly = "5e232cf-journal"
+        /// The snapshot of the compaction after 65,537 records, then the 5 records after it.
+        case snapshotAndJournal = "5e232cf-snapshot"
+
+        var testDescription: String { rawValue }
+
+        /// Its files as regiond left them, without `lock`.
+        var files: [String] {
+            switch self {
+            case .journalOnly: ["journal-0000000000000000"]
+            case .snapshotAndJournal: ["journal-0000000000000001", "snapshot-0000000000000001"]
+            }
+        }
+
+        /// The journal that takes new records.
+        var journalName: String { files[0] }
+
+        /// How many regions the listing holds, so that an empty listing cannot pass.
+        var regionCount: Int {
+            switch self {
+            case .journalOnly: 29
+            case .snapshotAndJournal: 14
+            }
+        }
+
+        /// The `Idempotency-Key` and size of every live region's request that
+        /// had a key, by the offset it got. The listing shows neither; regions
+        /// allocated without a key have neither (5e232cf kept the size only with a key).
+        var keyed: [UInt64: (key: String, size: UInt64)] {
+            switch self {
+            case .journalOnly:
+                [
+                    0: ("key-001", MiB),
+                    1 * MiB: ("key-100", MiB),
+                    2 * MiB: ("key-013", MiB / 2),
+                    8 * MiB: ("key-004", 4 * MiB),
+                    16 * MiB: ("key-005", 5_000_000),
+                    55 * MiB: ("key-026", 123_456),
+                    60 * MiB: ("key-023", 3 * MiB),
+                    64 * MiB: ("key-007", 50 * MiB),
+                    192 * MiB: ("key-011", 12 * MiB),
+                    // The key of a region released earlier, bound again.
+                    224 * MiB: ("key-017", 16 * MiB),
+                    320 * MiB: ("key-016", 17 * MiB),
+                    384 * MiB: ("key-020", 64 * MiB),
+                    448 * MiB: ("key-025", 33 * MiB),
+                    512 * MiB: ("key-027", MiB),
+                    513 * MiB: ("key-031", MiB),
+                    528 * MiB: ("key-029", 15 * MiB),
+                ]
+            case .snapshotAndJournal:
+                [
+                    0: ("snap-001", MiB),
+                    2 * MiB: ("snap-008", MiB / 4),
+                    4 * MiB: ("snap-002", 4 * MiB),
+                    // Allocated after the snapshot, where a snapshot region was released.
+                    32 * MiB: ("snap-100", 4 * MiB),
+                    48 * MiB: ("snap-012", 9 * MiB),
+                    64 * MiB: ("snap-004", 64 * MiB),
+                    128 * MiB: ("snap-009", 20 * MiB),
+                ]
+            }
+        }
+
+        /// The committed fixture directory.
+        var directory: String { fixturesDirectory + "/" + rawValue }
+
+        /// The regions as 5e232cf listed them, with the keys and sizes of `keyed`.
+        func expectedRegions() throws -> [SavedRegion] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: fixturesDirectory + "/" + rawValue + ".expected.json"))
+            let listing = try JSONDecoder().decode(Listing.self, from: data)
+            #expect(listing.regions.count == regionCount)
+            #expect(Set(keyed.keys).isSubset(of: listing.regions.map(\.offset)), "a keyed offset is not in the listing")
+            return listing.regions.map { entry in
+                let memoryClass = MemoryClass(rawValue: entry.memoryClass)
+                // "size" in a listing is the size of the class.
+                #expect((try? memoryClass.size) == entry.size, "offset \(entry.offset)")
+                return SavedRegion(
+                    offset: entry.offset, memoryClass: memoryClass, label: entry.label,
+                    idempotencyKey: keyed[entry.offset]?.key, requestedSize: keyed[entry.offset]?.size)
+            }
+        }
+
+        /// A copy of the fixture in a new temporary directory.
+        func copy() throws -> TemporaryDirectory {
+            let copy = try TemporaryDirectory()
+            for name in files {
+                try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: copy.path + "/" + name)
+            }
+            return copy
+        }
+    }
+
+    /// The body of `GET /regions`.
+    struct Listing: Decodable {
+        struct Entry: Decodable {
+            var offset: UInt64
+            var size: UInt64
+            var memoryClass: Int
+            var label: String?
+
+            enum CodingKeys: String, CodingKey {
+                case offset, size, label
+                case memoryClass = "class"
+            }
+        }
+
+        var regions: [Entry]
+    }
+
+    @Test(arguments: Fixture.allCases)
+    func theFixtureHoldsOnlyFilesOfFormat1(fixture: Fixture) throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: fixture.directory)
+        #expect(names.sorted() == fixture.files.sorted())
+        for name in fixture.files {
+            #expect(try formatVersion(ofFile: fixture.directory + "/" + name) == 1, "\(name)")
+        }
+    }
+
+    @Test(arguments: Fixture.allCases)
+    func everyRegionComesBackAsTheReleasedRegiondListedIt(fixture: Fixture) throws {
+        let copy = try fixture.copy()
+        let expected = try fixture.expectedRegions()
+        do {
+            let journal = try Journal(directory: copy.path, logger: testLogger())
+            defer { journal.close() }
+            let (pool, regions) = try journal.load()
+            #expect(regions.values.sorted { $0.offset < $1.offset } == expected)
+            #expect(pool.regions == expected.map { Region(offset: $0.offset, memoryClass: $0.memoryClass) })
+        }
+        // Loading intact files of the old format leaves their bytes alone.
+        for name in fixture.files {
+            #expect(try contents(copy.path + "/" + name) == contents(fixture.directory + "/" + name), "\(name)")
+        }
+    }
+
+    @Test(arguments: Fixture.allCases)
+    func recordsAppendedAfterLoadingStayInFormat1AndAReloadSeesThem(fixture: Fixture) throws {
+        let copy = try fixture.copy()
+        let journalPath = copy.path + "/" + fixture.journalName
+        let before = try contents(journalPath)
+        var expected = try fixture.expectedRegions()
+        let released = expected.removeFirst()
+        let appended: [JournalRecord]
+        do {
+            let journal = try Journal(directory: copy.path, logger: testLogger())
+            defer { journal.close() }
+            var (pool, _) = try journal.load()
+            let free = try pool.allocate(size: 3 * MiB)
+            let added = SavedRegion(
+                offset: free.offset, memoryClass: free.memoryClass, label: "after the upgrade",
+                idempotencyKey: "key-after-upgrade", requestedSize: 3 * MiB)
+            appended = [.release(offset: released.offset), .allocate(added)]
+            try appendAndWait(journal, appended)
+            expected.append(added)
+            expected.sort { $0.offset < $1.offset }
+        }
+
+        // The old records stay as they were, the new ones follow them
+        // unbatched, as format 1 has them, and the header still says 1.
+        var records: [UInt8] = []
+        for record in appended { record.appendFramed(to: &records) }
+        #expect(try contents(journalPath) == before + records)
+        #expect(try formatVersion(ofFile: journalPath) == 1)
+        let names = try FileManager.default.contentsOfDirectory(atPath: copy.path)
+        #expect(names.sorted() == (fixture.files + [StateFiles.lockName]).sorted())
+        for name in fixture.files where name != fixture.journalName {
+            #expect(try contents(copy.path + "/" + name) == contents(fixture.directory + "/" + name), "\(name)")
+        }
+
+        let journal = try Journal(directory: copy.path, logger: testLogger())
+        defer { journal.close() }
+        let (pool, regions) = try journal.load()
+        #expect(regions.values.sorted { $0.offset < $1.offset } == expected)
+        #expect(pool.regions == expected.map { Region(offset: $0.offset, memoryClass: $0.memoryClass) })
+    }
+
+    @Test(arguments: Fixture.allCases)
+    func theServiceListsTheRegionsAndReplaysTheirKeys(fixture: Fixture) throws {
+        let copy = try fixture.copy()
+        let journal = try Journal(directory: copy.path, logger: testLogger())
+        defer { journal.close() }
+        let service = RegionService(journal: journal, logger: testLogger())
+        try service.load()
+        let expected = try fixture.expectedRegions()
+        #expect(try service.regions() == expected)
+        // A request sent again with its key gets the region 5e232cf gave it.
+        for region in expected {
+            guard let key = region.idempotencyKey, let size = region.requestedSize else { continue }
+            let request = RegionService.Request(size: size, label: region.label, key: key)
+            let outcome = waitFor { service.allocate(request, completion: $0) }
+            #expect(outcome == .success(.replayed(region)), "key \(key)")
+        }
+        #expect(try service.regions() == expected)
+    }
+}
+
+// MARK: - Helpers
+
+/// `Tests/RegionStateTests/Fixtures`, found from this file.
+private let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
+
+/// The bytes of a file.
+private func contents(_ path: String) throws -> [UInt8] {
+    Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+}
+
+/// The format version in a state file's header: UInt32 LE after the magic.
+private func formatVersion(ofFile path: String) throws -> UInt32 {
+    let header = try contents(path).prefix(StateFiles.headerSize)
+    #expect(header.count == StateFiles.headerSize, "\(path) has no whole header")
+    return header.dropFirst(4).prefix(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }
+}
+
+/// Appends `records` one by one and waits until every one is durable.
+private func appendAndWait(_ journal: Journal, _ records: [JournalRecord]) throws {
+    let done = DispatchGroup()
+    let failure = Mutex<JournalError?>(nil)
+    for record in records {
+        done.enter()
+        try journal.append(record) { result in
+            if case .failure(let error) = result { failure.withLock { $0 = $0 ?? error } }
+            done.leave()
+        }
+    }
+    done.wait()
+    if let error = failure.withLock({ $0 }) { throw error }
+}
+
+/// Waits for one completion and returns what it got.
+private func waitFor<T: Sendable>(_ start: (@escaping @Sendable (T) -> Void) -> Void) -> T {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    start { value in
+        result.withLock { $0 = value }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0! }
+}
