@@ -89,6 +89,13 @@ SEEDS = [
     # a NUL in the path or a query value must not cut it short
     request("DELETE", "/regions/0\0"), request("GET", "/regions/1048576\0junk"),
     request("GET", "/regions", query=[("label", "a\0b")]),
+    # shares, leases, renewals and batches
+    post('{"size": 5000000, "share": "layer"}'), post('{"size": 16777216, "share": "layer"}'),
+    post('{"size": 1, "share": "layer"}'), post('{"size": 1048576, "ttl": 60}'), post('{"size": 1, "ttl": 0}'),
+    request("POST", "/regions/0/renew", body='{"ttl": 5}'), request("POST", "/regions/0/renew"),
+    request("POST", "/regions/batch", body='{"regions": [{"size": 1}, {"size": 4194304, "share": "s"}]}'),
+    request("POST", "/regions/batch", body='{"regions": [{"size": 1}, {"size": 8589934592}]}'),
+    request("POST", "/regions/batch", body='{"regions": []}'),
     # two different Content-Length values, and a list of them
     post('{"size":1048576}', headers=[("Content-Length", "16"), ("Content-Length", "17")]),
     post('{"size":1048576}', headers=[("Content-Length", "16, 17")]),

@@ -87,11 +87,19 @@ final class FuzzHarness: Sendable {
     /// 2xx at all; the router matches paths exactly.
     func checkSuccess(_ response: Response, to request: Request) -> String? {
         let json = response.header("Content-Type") == "application/json" ? object(response.body) : nil
-        let route = request.path.hasPrefix("/regions/") ? "/regions/{offset}" : request.path
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: false)
+        let route =
+            switch (segments.count, request.path) {
+            case (3, "/regions/batch"): "/regions/batch"
+            case (3, _) where request.path.hasPrefix("/regions/"): "/regions/{offset}"
+            case (4, _) where request.path.hasPrefix("/regions/") && segments[3] == "renew": "/regions/{offset}/renew"
+            default: request.path
+            }
         switch (request.method, route) {
-        case ("POST", "/regions"), ("GET", "/regions/{offset}"), ("DELETE", "/regions/{offset}"):
+        case ("POST", "/regions"), ("GET", "/regions/{offset}"), ("DELETE", "/regions/{offset}"),
+            ("POST", "/regions/{offset}/renew"):
             return checkRegion(json)
-        case ("GET", "/regions"):
+        case ("GET", "/regions"), ("POST", "/regions/batch"):
             guard let regions = json?["regions"] as? [[String: Any]] else { return "region list body does not decode" }
             return regions.lazy.compactMap(checkRegion).first
         case ("GET", "/pool"):

@@ -31,6 +31,7 @@ enum FuzzInput {
         "/regions/0", "/regions/1048576", "/regions/4294967296", "/regions/18446744073709551615",
         "/regions/18446744073709551616", "/regions/-1", "/regions/", "/regions/../pool", "//regions",
         "/regions/%2e", "/REGIONS", "/regions/0/", "/regions/00000000000000000000001", "",
+        "/regions/batch", "/regions/0/renew", "/regions/1048576/renew", "/regions/batch/renew",
     ]
 
     /// Header names picked by one byte; the last one reads its name from the input.
