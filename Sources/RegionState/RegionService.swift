@@ -1,4 +1,5 @@
 internal import Dispatch
+internal import Synchronization
 public import Logging
 public import MemoryPool
 
@@ -26,8 +27,9 @@ public final class RegionService: @unchecked Sendable {
     var deadlines: [UInt64: ContinuousClock.Instant] = [:]
     /// False until the journal's state is loaded.
     var loaded: Bool
-    /// Changes appended to the journal and not yet durable or undone.
-    var pending = 0
+    /// Changes appended to the journal and not yet durable or undone. Atomic
+    /// so that a durable change's completion need not enter the queue at all.
+    let pending = Atomic<Int>(0)
     /// The sum of ``SavedRegion/wastedBytes`` over `saved`.
     var wastedBytes: UInt64 = 0
     /// The sequence number of the last change appended.
@@ -197,7 +199,7 @@ public final class RegionService: @unchecked Sendable {
     /// the journal over from the state in memory. Called now and then.
     public func recoverIfNeeded() {
         guard let journal, !journal.isHealthy else { return }
-        let live: [SavedRegion]? = queue.sync { loaded && pending == 0 ? Array(saved.values) : nil }
+        let live: [SavedRegion]? = queue.sync { loaded && pending.load(ordering: .acquiring) == 0 ? Array(saved.values) : nil }
         guard let live else { return }
         do throws(JournalError) {
             // No change can slip in between: appends fail while the journal is unhealthy.
@@ -372,21 +374,24 @@ public final class RegionService: @unchecked Sendable {
     ) -> (Step<Value>, [Change]) {
         if !applied { changes.forEach(apply) }
         guard let journal, !changes.isEmpty else { return (.answer(.success(value)), changes) }
+        // Counted before the append, so its completion can never come first.
+        pending.add(1, ordering: .relaxed)
         do throws(JournalError) {
             // Runs on the journal's completion queue, outside this queue, in
             // the order the writer decided: on failure newest first, so each
             // undo finds the state its change left.
             lastSequence = try journal.append(changes.map(\.record)) { [self] durable in
-                queue.sync {
-                    pending -= 1
-                    if case .failure = durable { changes.reversed().forEach(undo) }
+                if case .failure = durable {
+                    queue.sync { changes.reversed().forEach(undo) }
                 }
+                // After the undo: recovery waits until nothing is left to undo.
+                pending.subtract(1, ordering: .releasing)
                 completion(durable.map { value }.mapError { _ in .unavailable })
             }
-            pending += 1
             if journal.needsCompaction { journal.compact(liveRegions: Array(saved.values)) }
             return (.journaled, changes)
         } catch {
+            pending.subtract(1, ordering: .relaxed)
             changes.reversed().forEach(undo)
             logger.error("journal refused a change", metadata: ["error": "\(error)"])
             return (.answer(.failure(.unavailable)), [])
