@@ -2,18 +2,41 @@
 """kill -9 crash test for regiond's journal (DESIGN.md §4).
 
 In a fresh state directory, runs CYCLES cycles of: start regiond on port 0
-with --state-dir, wait for /readyz 200, drive it from 8 client threads doing
-random allocations (several classes, with and without label and
-Idempotency-Key) and releases of the regions each owns, for a random 0.2-1.5 s,
-then kill -9 it while requests are in flight, restart it on the same directory
-and check against the clients' model:
+with --state-dir, wait for /readyz 200, drive it from 8 client threads for a
+random 0.2-1.5 s, then kill -9 it while requests are in flight, restart it on
+the same directory and check against the clients' model. The clients do:
+
+  * plain allocations (several classes, with and without label and
+    Idempotency-Key), idempotent replays, and releases of their regions;
+  * shared regions: create one under a fresh share key, join it (any client,
+    a size of the same class; now and then one of another class, which must
+    be 409 share_conflict and change nothing), leave it (DELETE drops one
+    reference). A client only drops a reference while another acknowledged
+    one stays, or drops the last one when no join is in flight, so the
+    region is never released and re-created under a client's feet;
+  * leases: allocations with a ttl of 1-3 s, renewed (with or without a new
+    ttl) or released while at least 0.4 s is left; 1 s after a lease's
+    acknowledged expiry its client checks that regiond released it;
+  * batches of 2-5 labelled items (plain, leased, creating a shared region,
+    joining one); one batch in five has an invalid item, which must fail
+    with that item's index and allocate nothing.
+
+After each restart:
 
   * every change whose response was received is there: acknowledged
     allocations present with the same class and label, acknowledged releases
-    absent;
+    absent; each shared region's refs is exactly its acknowledged joins minus
+    its acknowledged leaves, give or take the ones in flight at the kill;
+    each lease is there with the acknowledged expiresAt (or the one an
+    in-flight renewal could have set) unless that expiry has passed;
   * nothing else is there, except changes whose response never came (in
     flight at the kill): each such allocation may or may not be present, each
-    such release may or may not have happened;
+    such release may or may not have happened; a batch in flight is there
+    wholly or not at all (its leased items count only while they cannot have
+    expired; a join only while the region's refs tell whether it happened);
+  * a region whose lease ended is gone within 1 s of the later of its
+    expiry and /readyz (a lease that ended while regiond was down ends at
+    start-up);
   * regions do not overlap, are aligned, and GET /pool agrees with the list;
   * idempotency keys survive the restart (a repeat replays the same region).
 
@@ -24,6 +47,7 @@ usage: scripts/crash-test.py --binary .build/debug/regiond [--cycles 20] [--seed
 """
 
 import argparse
+import calendar
 import http.client
 import json
 import os
@@ -40,10 +64,34 @@ import time
 MIB = 1024 * 1024
 CAPACITY = 4096 * MIB
 CLIENTS = 8
+TTLS = [1, 2, 3]             # lease lengths, seconds
+LEASE_MARGIN_MS = 400        # renew or release a lease only while this much of it is left
+EXPIRY_GRACE_MS = 1000       # an ended lease is gone this long after max(expiry, ready)
+CLOCK_SLACK_MS = 5           # whole milliseconds on the server, float ones here
 
 
 def class_size(k):
     return MIB << (2 * k)
+
+
+def now_ms():
+    return time.time() * 1000.0
+
+
+RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})Z$")
+
+
+def expiry_ms(region):
+    """`expiresAt` as milliseconds since 1970; None when absent or malformed."""
+    m = RFC3339.match(region.get("expiresAt") or "") if isinstance(region, dict) else None
+    if not m:
+        return None
+    y, mo, d, h, mi, s, ms = map(int, m.groups())
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1000 + ms
+
+
+def fmt_ms(ms):
+    return time.strftime("%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}"
 
 
 class TestFailure(Exception):
@@ -95,6 +143,8 @@ class Server:
             try:
                 status, _, _ = request(self.port, "GET", "/readyz")
                 if status == 200:
+                    # Wall-clock time it was seen ready (it became ready at or before this).
+                    self.ready_ms = now_ms()
                     return
                 last = status
             except OSError as e:
@@ -144,16 +194,62 @@ def send(conn, method, path, body=None, headers=None):
 
 
 class Model:
-    """What the clients know. `live`: offset -> region (class, label, key, owner)
-    the server acknowledged and nobody released (with an acknowledged or no
-    release). `uncertain`: operations whose response never came."""
+    """What the clients know.
+
+    `live`: offset -> unshared region (cls, label, key, owner, size, and
+    `lease` {ttl, expires, renewing} when leased) the server acknowledged and
+    nobody released (with an acknowledged or no release).
+    `shares`: share key -> shared region: `state` creating (its allocation in
+    flight), open, or closing (its last reference is being dropped); `holders`
+    one client id per acknowledged reference not being dropped;
+    `pending_joins` / `pending_leaves` the joins and leaves in flight.
+    `uncertain_*`: operations whose response never came."""
 
     def __init__(self):
         self.live = {}
-        self.uncertain_allocs = []    # dicts: owner, cls, label, key, size
+        self.shares = {}
+        self.uncertain_allocs = []    # dicts: owner, cls, label, key, size, ttl, sent
         self.uncertain_releases = []  # (offset, region): one offset may be in several
+        self.uncertain_batches = []   # dicts: owner, sent, items
         self.lock = threading.Lock()
         self.errors = []
+
+    def take_offset(self, offset):
+        """Called under the lock when the server handed out `offset`: returns
+        what still holds it in the model (an error), or None. A lease that has
+        ended by now was released by the server: it is forgotten."""
+        m = self.live.get(offset)
+        if m is not None:
+            lease = m.get("lease")
+            if lease and lease["renewing"] is None and lease["expires"] <= now_ms() + CLOCK_SLACK_MS:
+                del self.live[offset]
+            else:
+                return f"region {m}"
+        for s in self.shares.values():
+            if s["offset"] == offset and s["state"] == "open":
+                return f"shared region {s['key']}"
+        return None
+
+    def in_flight(self):
+        """Under the lock: allocations, releases, batches, joins and leaves, renewals in flight."""
+        return (len(self.uncertain_allocs), len(self.uncertain_releases), len(self.uncertain_batches),
+                sum(len(s["pending_joins"]) + len(s["pending_leaves"]) for s in self.shares.values()),
+                sum(1 for m in self.live.values() if m.get("lease") and m["lease"]["renewing"]))
+
+
+def new_share(key, cls, label, owner, batch=None):
+    return {"key": key, "offset": None, "cls": cls, "label": label, "state": "creating", "owner": owner,
+            "holders": [], "pending_joins": [], "pending_leaves": [], "probes": [], "zeros": 0, "batch": batch}
+
+
+def random_size(rng, cls):
+    low = class_size(cls - 1) + 1 if cls > 0 else 1
+    return rng.randint(low, class_size(cls))
+
+
+def expiry_in(E, ttl, sent, received):
+    """Whether expiry E is what regiond sets for `ttl` seconds at some moment between `sent` and `received`."""
+    return sent + ttl * 1000 - CLOCK_SLACK_MS <= E <= received + ttl * 1000 + CLOCK_SLACK_MS
 
 
 class Client(threading.Thread):
@@ -167,23 +263,58 @@ class Client(threading.Thread):
             self.model.errors.append(f"client {self.cid}: {msg}")
 
     def owned(self):
+        """This client's unleased regions, and its leases that ended over the
+        grace ago, which it forgets (regiond must have released them)."""
+        now = now_ms()
+        mine, ended = [], []
         with self.model.lock:
-            return [o for o, r in self.model.live.items() if r["owner"] == self.cid]
+            for o, r in list(self.model.live.items()):
+                if r["owner"] != self.cid:
+                    continue
+                lease = r.get("lease")
+                if lease is None:
+                    mine.append(o)
+                elif lease["renewing"] is None and lease["expires"] + EXPIRY_GRACE_MS < now:
+                    del self.model.live[o]
+                    ended.append((o, r))
+        return mine, ended
+
+    def check_expired(self, conn, offset, region):
+        """regiond released this lease by itself (its offset may hold another region by now)."""
+        status, resp, _ = send(conn, "GET", f"/regions/{offset}")
+        if status == 200 and isinstance(resp, dict) and resp.get("label") == region["label"]:
+            self.error(f"NOT EXPIRED: region {resp} is still there at {fmt_ms(now_ms())}, its lease ended at "
+                       f"{fmt_ms(region['lease']['expires'])}")
+        elif status not in (200, 404):
+            self.error(f"GET /regions/{offset} answered {status} {resp}")
+        else:
+            with self.model.lock:
+                self.counters["expired"] += 1
 
     def run(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         n = 0
         while not self.stop.is_set():
             n += 1
-            owned = self.owned()
+            owned, ended = self.owned()
             roll = self.rng.random()
             try:
+                for offset, region in ended:
+                    self.check_expired(conn, offset, region)
                 if owned and roll < len(owned) / (len(owned) + 12.0):
                     self.release(conn, self.rng.choice(owned))
                 elif owned and roll > 0.97:
                     self.replay(conn, owned)
                 else:
-                    self.allocate(conn, n)
+                    kind = self.rng.random()
+                    if kind < 0.18:
+                        self.share_op(conn, n)
+                    elif kind < 0.34:
+                        self.lease_op(conn, n)
+                    elif kind < 0.52:
+                        self.batch(conn, n)
+                    else:
+                        self.allocate(conn, n)
             except (OSError, http.client.HTTPException):
                 # The server was killed (or dropped us): that op is uncertain.
                 conn.close()
@@ -192,11 +323,12 @@ class Client(threading.Thread):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         conn.close()
 
+    # ------------------------------------------------ plain regions
+
     def allocate(self, conn, n):
         # Mostly small classes, some large ones; sizes anywhere in the class.
         cls = self.rng.choices([0, 1, 2, 3, 4], weights=[40, 30, 18, 9, 3])[0]
-        low = class_size(cls - 1) + 1 if cls > 0 else 1
-        size = self.rng.randint(low, class_size(cls))
+        size = random_size(self.rng, cls)
         op_id = f"{self.cycle}-{self.cid}-{n}"
         label = f"L{op_id}" if self.rng.random() < 0.5 else None
         key = f"K{op_id}" if self.rng.random() < 0.5 else None
@@ -204,7 +336,7 @@ class Client(threading.Thread):
         if label is not None:
             body["label"] = label
         headers = {"Idempotency-Key": key} if key else {}
-        op = {"owner": self.cid, "cls": cls, "label": label, "key": key, "size": size}
+        op = {"owner": self.cid, "cls": cls, "label": label, "key": key, "size": size, "ttl": None}
         with self.model.lock:
             self.model.uncertain_allocs.append(op)
         status, resp, _ = send(conn, "POST", "/regions", body, headers)
@@ -212,14 +344,15 @@ class Client(threading.Thread):
             self.model.uncertain_allocs.remove(op)
             if status == 201:
                 if not isinstance(resp, dict) or resp.get("class") != cls or resp.get("label") != label \
-                        or resp.get("size") != class_size(cls):
+                        or resp.get("size") != class_size(cls) or "expiresAt" in resp or "share" in resp:
                     self.model.errors.append(f"client {self.cid}: allocate {body} answered 201 {resp}")
                     return
                 offset = resp["offset"]
                 # (An offset with a release in flight may be free again already.)
-                if offset in self.model.live:
+                holder = self.model.take_offset(offset)
+                if holder is not None:
                     self.model.errors.append(
-                        f"client {self.cid}: allocate {body} got offset {offset}, which is still allocated")
+                        f"client {self.cid}: allocate {body} got offset {offset}, which is still allocated ({holder})")
                 self.model.live[offset] = {"cls": cls, "label": label, "key": key, "owner": self.cid,
                                            "size": size}
                 self.counters["allocs"] += 1
@@ -230,7 +363,11 @@ class Client(threading.Thread):
 
     def release(self, conn, offset):
         with self.model.lock:
-            region = self.model.live.pop(offset)
+            region = self.model.live.get(offset)
+            if region is None or (region.get("lease") and (region["lease"]["renewing"] is not None or
+                                                          region["lease"]["expires"] - now_ms() < LEASE_MARGIN_MS)):
+                return
+            del self.model.live[offset]
             entry = (offset, region)
             self.model.uncertain_releases.append(entry)
         status, resp, _ = send(conn, "DELETE", f"/regions/{offset}")
@@ -258,20 +395,387 @@ class Client(threading.Thread):
                 or r.getheader("Idempotent-Replayed") != "true":
             self.error(f"replay of key {region['key']} (offset {offset}) answered {status} {resp}")
         else:
-            self.counters["replays"] += 1
+            with self.model.lock:
+                self.counters["replays"] += 1
+
+    # ------------------------------------------------ shared regions
+
+    def share_op(self, conn, n):
+        with self.model.lock:
+            open_ = [s for s in self.model.shares.values() if s["state"] == "open"]
+            mine = [s for s in open_ if self.cid in s["holders"]]
+            refs = sum(len(s["holders"]) for s in open_)
+        # About 3 references per region, 4 to 8 regions; each ends when its last reference goes.
+        roll = self.rng.random()
+        if len(open_) < 4 or (roll < 0.1 and len(open_) < 8):
+            self.share_create(conn, n)
+        elif mine and (roll < 0.45 or refs > 3 * len(open_)):
+            if not self.share_leave(conn, self.rng.choice(mine)):
+                self.share_join(conn, n, self.rng.choice(open_))
+        else:
+            self.share_join(conn, n, self.rng.choice(open_))
+
+    def check_shared(self, resp, s):
+        return isinstance(resp, dict) and resp.get("offset") == s["offset"] and resp.get("share") == s["key"] \
+            and resp.get("class") == s["cls"] and resp.get("label") == s["label"] \
+            and resp.get("size") == class_size(s["cls"]) and isinstance(resp.get("refs"), int) \
+            and "expiresAt" not in resp
+
+    def share_create(self, conn, n):
+        op_id = f"{self.cycle}-{self.cid}-{n}"
+        cls = self.rng.choices([0, 1, 2], weights=[50, 35, 15])[0]
+        size = random_size(self.rng, cls)
+        label = f"L{op_id}" if self.rng.random() < 0.5 else None
+        s = new_share(f"S{op_id}", cls, label, self.cid)
+        body = {"size": size, "share": s["key"]}
+        if label is not None:
+            body["label"] = label
+        with self.model.lock:
+            self.model.shares[s["key"]] = s
+        status, resp, _ = send(conn, "POST", "/regions", body)
+        with self.model.lock:
+            if status == 201 and isinstance(resp, dict) and isinstance(resp.get("offset"), int):
+                s["offset"] = resp["offset"]
+                if not self.check_shared(resp, s) or resp["refs"] != 1:
+                    self.model.errors.append(f"client {self.cid}: create shared {body} answered 201 {resp}")
+                holder = self.model.take_offset(s["offset"])
+                if holder is not None:
+                    self.model.errors.append(f"client {self.cid}: create shared {body} got offset {s['offset']}, "
+                                             f"which is still allocated ({holder})")
+                s["state"], s["holders"] = "open", [self.cid]
+                self.counters["shares"] += 1
+            else:
+                del self.model.shares[s["key"]]
+                if status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space":
+                    self.counters["full"] += 1
+                else:
+                    self.model.errors.append(f"client {self.cid}: create shared {body} answered {status} {resp}")
+
+    def share_join(self, conn, n, s):
+        op_id = f"{self.cycle}-{self.cid}-{n}"
+        with self.model.lock:
+            if s["state"] != "open":
+                return
+            conflict = self.rng.random() < 0.05
+            join = {"owner": self.cid, "batch": None}
+            if conflict:
+                # Another class: 409 share_conflict, nothing changes (not even in
+                # flight). Its region is not released meanwhile (a join would create it).
+                cls = self.rng.choice([c for c in range(5) if c != s["cls"]])
+                s["probes"].append(join)
+            else:
+                cls = s["cls"]
+                s["pending_joins"].append(join)
+        body = {"size": random_size(self.rng, cls), "share": s["key"]}
+        if self.rng.random() < 0.5:
+            body["label"] = f"J{op_id}"   # a joiner's label; the region keeps the first one
+        status, resp, _ = send(conn, "POST", "/regions", body)
+        with self.model.lock:
+            if conflict:
+                s["probes"].remove(join)
+                if status == 409 and isinstance(resp, dict) and resp.get("code") == "share_conflict":
+                    self.counters["conflicts"] += 1
+                else:
+                    self.model.errors.append(f"client {self.cid}: join {body} of {s['key']} (class {s['cls']}) "
+                                             f"answered {status} {resp}, expected 409 share_conflict")
+                return
+            s["pending_joins"].remove(join)
+            # Nobody can have dropped the last reference: at least 2 now.
+            if status == 200 and self.check_shared(resp, s) and resp["refs"] >= 2:
+                s["holders"].append(self.cid)
+                self.counters["joins"] += 1
+            else:
+                self.model.errors.append(f"client {self.cid}: join {body} of {s['key']} at {s['offset']} "
+                                         f"answered {status} {resp}")
+
+    def share_leave(self, conn, s):
+        """Drops one of this client's references; False when it may not now."""
+        with self.model.lock:
+            if s["state"] != "open" or self.cid not in s["holders"]:
+                return False
+            if len(s["holders"]) == 1:
+                if s["pending_joins"] or s["probes"]:
+                    return False
+                s["state"] = "closing"   # the last reference: no more joins
+            s["holders"].remove(self.cid)
+            leave = {"owner": self.cid}
+            s["pending_leaves"].append(leave)
+        status, resp, _ = send(conn, "DELETE", f"/regions/{s['offset']}")
+        with self.model.lock:
+            s["pending_leaves"].remove(leave)
+            if status == 200 and self.check_shared(resp, s) and resp["refs"] >= 0 \
+                    and (resp["refs"] > 0 or s["state"] == "closing"):
+                self.counters["leaves"] += 1
+                s["zeros"] += resp["refs"] == 0
+                if s["state"] == "closing" and not s["pending_leaves"]:
+                    if s["zeros"] != 1:
+                        self.model.errors.append(f"client {self.cid}: {s['zeros']} of the answers dropping the "
+                                                 f"references of {s['key']} said refs 0, expected exactly one")
+                    del self.model.shares[s["key"]]
+                    self.counters["unshared"] += 1
+            else:
+                s["holders"].append(self.cid)
+                self.model.errors.append(f"client {self.cid}: leave {s['key']} at {s['offset']} ({len(s['holders'])} "
+                                         f"acknowledged references, state {s['state']}) answered {status} {resp}")
+        return True
+
+    # ------------------------------------------------ leases
+
+    def lease_op(self, conn, n):
+        """Renews or releases a lease of this client's with enough time left, or makes a new one."""
+        now = now_ms()
+        with self.model.lock:
+            renewable = [o for o, m in self.model.live.items()
+                         if m["owner"] == self.cid and m.get("lease") and m["lease"]["renewing"] is None
+                         and m["lease"]["expires"] - now > LEASE_MARGIN_MS]
+        roll = self.rng.random()
+        if renewable and roll < 0.4:
+            self.renew(conn, self.rng.choice(renewable))
+            return
+        if renewable and roll < 0.5:
+            self.release(conn, self.rng.choice(renewable))
+            return
+        cls = self.rng.choices([0, 1, 2], weights=[50, 35, 15])[0]
+        size = random_size(self.rng, cls)
+        ttl = self.rng.choice(TTLS)
+        label = f"T{self.cycle}-{self.cid}-{n}"   # always labelled: identified after a restart
+        body = {"size": size, "label": label, "ttl": ttl}
+        op = {"owner": self.cid, "cls": cls, "label": label, "key": None, "size": size, "ttl": ttl,
+              "sent": now_ms()}
+        with self.model.lock:
+            self.model.uncertain_allocs.append(op)
+        status, resp, _ = send(conn, "POST", "/regions", body)
+        received = now_ms()
+        with self.model.lock:
+            self.model.uncertain_allocs.remove(op)
+            if status == 201:
+                E = expiry_ms(resp)
+                if not isinstance(resp, dict) or resp.get("class") != cls or resp.get("label") != label \
+                        or resp.get("size") != class_size(cls) or E is None \
+                        or not expiry_in(E, ttl, op["sent"], received):
+                    self.model.errors.append(f"client {self.cid}: allocate {body} answered 201 {resp} "
+                                             f"(sent at {fmt_ms(op['sent'])}, answered at {fmt_ms(received)})")
+                    return
+                offset = resp["offset"]
+                holder = self.model.take_offset(offset)
+                if holder is not None:
+                    self.model.errors.append(
+                        f"client {self.cid}: allocate {body} got offset {offset}, which is still allocated ({holder})")
+                self.model.live[offset] = {"cls": cls, "label": label, "key": None, "owner": self.cid,
+                                           "size": size, "lease": {"ttl": ttl, "expires": E, "renewing": None}}
+                self.counters["leases"] += 1
+            elif status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space":
+                self.counters["full"] += 1
+            else:
+                self.model.errors.append(f"client {self.cid}: allocate {body} answered {status} {resp}")
+
+    def renew(self, conn, offset):
+        given = self.rng.choice([None, None] + TTLS)
+        with self.model.lock:
+            m = self.model.live.get(offset)
+            if m is None or m.get("lease") is None or m["lease"]["renewing"] is not None:
+                return
+            lease = m["lease"]
+            if given is None and lease["ttl"] is None:
+                given = self.rng.choice(TTLS)   # its length is not known for sure (see check_state)
+            ttl = given or lease["ttl"]
+            sent = now_ms()
+            if lease["expires"] - sent < LEASE_MARGIN_MS:
+                return
+            lease["renewing"] = {"ttl": ttl, "sent": sent}
+        body = {"ttl": given} if given else None
+        status, resp, _ = send(conn, "POST", f"/regions/{offset}/renew", body)
+        received = now_ms()
+        with self.model.lock:
+            lease["renewing"] = None
+            E = expiry_ms(resp)
+            if status == 200 and isinstance(resp, dict) and resp.get("offset") == offset \
+                    and resp.get("label") == m["label"] and resp.get("class") == m["cls"] \
+                    and E is not None and expiry_in(E, ttl, sent, received):
+                lease["expires"], lease["ttl"] = E, ttl
+                self.counters["renewals"] += 1
+            else:
+                self.model.errors.append(f"client {self.cid}: renew {offset} with {body} (ttl {ttl}, sent at "
+                                         f"{fmt_ms(sent)}, answered at {fmt_ms(received)}; lease {lease}) "
+                                         f"answered {status} {resp}")
+
+    # ------------------------------------------------ batches
+
+    def batch(self, conn, n):
+        count = self.rng.randint(2, 5)
+        failing = self.rng.random() < 0.2
+        bad_at = self.rng.randint(1, count) if failing else None
+        items, body_items = [], []
+        with self.model.lock:
+            open_ = [s for s in self.model.shares.values() if s["state"] == "open"]
+            joinable = [s for s in open_ if len(s["holders"]) < 4]
+            for i in range(count):
+                if i == bad_at:
+                    body_items.append({"size": CAPACITY + 1, "label": f"X{self.cycle}-{self.cid}-{n}"})
+                op_id = f"{self.cycle}-{self.cid}-{n}.{i}"
+                roll = self.rng.random()
+                cls = self.rng.choices([0, 1, 2], weights=[50, 35, 15])[0]
+                label = f"B{op_id}"
+                item = {"owner": self.cid, "cls": cls, "label": label, "size": random_size(self.rng, cls)}
+                body = {"size": item["size"], "label": label}
+                if roll < 0.6:
+                    item["kind"] = "plain"
+                elif roll < 0.75:
+                    item["kind"], item["ttl"] = "lease", self.rng.choice(TTLS)
+                    body["ttl"] = item["ttl"]
+                elif (roll < 0.88 and len(open_) < 8) or not joinable:
+                    item["kind"], item["share"] = "share", new_share(f"S{op_id}", cls, label, self.cid)
+                    body["share"] = item["share"]["key"]
+                else:
+                    s = self.rng.choice(joinable)
+                    item["kind"], item["share"] = "join", s
+                    item["cls"] = s["cls"]
+                    body = {"size": random_size(self.rng, s["cls"]), "share": s["key"], "label": label}
+                items.append(item)
+                body_items.append(body)
+            if bad_at == count:
+                body_items.append({"size": CAPACITY + 1, "label": f"X{self.cycle}-{self.cid}-{n}"})
+            batch = {"owner": self.cid, "items": items, "sent": now_ms()}
+            if not failing:
+                # In flight: the model knows of it. A failing one must change nothing,
+                # so the model ignores it: anything of it after a restart is a phantom.
+                self.model.uncertain_batches.append(batch)
+                for item in items:
+                    if item["kind"] == "share":
+                        item["share"]["batch"] = batch
+                        self.model.shares[item["share"]["key"]] = item["share"]
+                    elif item["kind"] == "join":
+                        item["join"] = {"owner": self.cid, "batch": batch}
+                        item["share"]["pending_joins"].append(item["join"])
+        body = {"regions": body_items}
+        status, resp, _ = send(conn, "POST", "/regions/batch", body)
+        received = now_ms()
+        with self.model.lock:
+            if not failing:
+                self.model.uncertain_batches.remove(batch)
+                for item in items:
+                    if item["kind"] == "join":
+                        item["share"]["pending_joins"].remove(item["join"])
+            if failing:
+                index = resp.get("index") if isinstance(resp, dict) else None
+                code = resp.get("code") if isinstance(resp, dict) else None
+                if (status == 400 and code == "invalid_memory_class" and index == bad_at) \
+                        or (status == 409 and code == "not_enough_space" and isinstance(index, int)
+                            and index < bad_at):
+                    self.counters["batches_failed"] += 1
+                else:
+                    self.model.errors.append(f"client {self.cid}: batch {body} (item {bad_at} invalid) answered "
+                                             f"{status} {resp}, expected 400 invalid_memory_class at index {bad_at}")
+                return
+            regions = resp.get("regions") if status == 201 and isinstance(resp, dict) else None
+            if not isinstance(regions, list) or len(regions) != len(items):
+                for item in items:
+                    if item["kind"] == "share":
+                        del self.model.shares[item["share"]["key"]]
+                if status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space" \
+                        and isinstance(resp.get("index"), int):
+                    self.counters["full"] += 1
+                else:
+                    self.model.errors.append(f"client {self.cid}: batch {body} answered {status} {resp}")
+                return
+            for item, r in zip(items, regions):
+                self.batch_item_acknowledged(item, r, batch["sent"], received, body)
+            self.counters["batches"] += 1
+            self.counters["batch_items"] += len(items)
+
+    def batch_item_acknowledged(self, item, r, sent, received, body):
+        """Called under the lock: the model takes an acknowledged batch item."""
+        kind = item["kind"]
+        if kind in ("plain", "lease"):
+            E = expiry_ms(r)
+            if not isinstance(r, dict) or r.get("class") != item["cls"] or r.get("label") != item["label"] \
+                    or "share" in r or (E is not None) != (kind == "lease") \
+                    or (kind == "lease" and not expiry_in(E, item["ttl"], sent, received)):
+                self.model.errors.append(f"client {self.cid}: batch {body} answered item {item['label']} with {r}")
+                return
+            holder = self.model.take_offset(r["offset"])
+            if holder is not None:
+                self.model.errors.append(f"client {self.cid}: batch {body} got offset {r['offset']} for "
+                                         f"{item['label']}, which is still allocated ({holder})")
+            entry = {"cls": item["cls"], "label": item["label"], "key": None, "owner": self.cid,
+                     "size": item["size"]}
+            if kind == "lease":
+                entry["lease"] = {"ttl": item["ttl"], "expires": E, "renewing": None}
+                self.counters["leases"] += 1
+            self.model.live[r["offset"]] = entry
+        elif kind == "share":
+            s = item["share"]
+            s["offset"] = r.get("offset") if isinstance(r, dict) else None
+            s["batch"] = None
+            if not self.check_shared(r, s) or r["refs"] != 1:
+                self.model.errors.append(f"client {self.cid}: batch {body} answered new shared {s['key']} with {r}")
+            holder = self.model.take_offset(s["offset"])
+            if holder is not None:
+                self.model.errors.append(f"client {self.cid}: batch {body} got offset {s['offset']} for shared "
+                                         f"{s['key']}, which is still allocated ({holder})")
+            s["state"], s["holders"] = "open", [self.cid]
+            self.counters["shares"] += 1
+        else:
+            s = item["share"]
+            if not self.check_shared(r, s) or r["refs"] < 2:
+                self.model.errors.append(f"client {self.cid}: batch {body} answered the join of {s['key']} "
+                                         f"at {s['offset']} with {r}")
+            else:
+                s["holders"].append(self.cid)
+                self.counters["joins"] += 1
 
 
 # ---------------------------------------------------------------- the check
 
 
-def check_state(port, model, cycle, rng):
+def snapshot(port):
+    """GET /regions, GET /pool, GET /regions until the two lists agree (a
+    lease may end in between); returns the list, the pool, and when the
+    first list was asked for and answered."""
+    for _ in range(50):
+        t0 = now_ms()
+        status, listed, _ = request(port, "GET", "/regions")
+        t1 = now_ms()
+        if status != 200:
+            raise TestFailure(f"GET /regions answered {status} {listed}")
+        pool_status, pool, _ = request(port, "GET", "/pool")
+        status, again, _ = request(port, "GET", "/regions")
+        if status == 200 and again == listed:
+            return listed["regions"], pool_status, pool, t0, t1
+    raise TestFailure("GET /regions keeps changing with no client running")
+
+
+def settled_snapshot(port, ready_ms):
+    """A snapshot once every region whose lease ended before regiond was ready
+    (while it was down, or earlier) is gone, or once one of them is past its
+    grace (the check reports it). (Leases ending after that are checked by
+    the next cycle's check: still there, they are past their grace.) Returns
+    it and how long it waited, in ms."""
+    started = now_ms()
+    while True:
+        regions, pool_status, pool, t0, t1 = snapshot(port)
+        ended = [E for E in (expiry_ms(r) for r in regions if "expiresAt" in r) if E is not None and E <= ready_ms]
+        if not ended or t0 > max(max(E, ready_ms) for E in ended) + EXPIRY_GRACE_MS:
+            return regions, pool_status, pool, t0, t1, now_ms() - started
+        time.sleep(0.02)
+
+
+def lease_expiries(lease, kill_ms):
+    """The expiries regiond may have for a lease: the acknowledged one, and
+    (an interval) what a renewal in flight at the kill could have set."""
+    r = lease["renewing"]
+    window = (r["sent"] + r["ttl"] * 1000, kill_ms + r["ttl"] * 1000) if r else None
+    return lease["expires"], window
+
+
+def check_state(server, model, cycle, rng, kill_ms):
     """Compares the restarted server with the model; raises TestFailure on a
     lost or phantom change, then reconciles the model with the server."""
-    status, listed, _ = request(port, "GET", "/regions")
-    if status != 200:
-        raise TestFailure(f"GET /regions answered {status} {listed}")
-    regions = {r["offset"]: r for r in listed["regions"]}
+    port, ready_ms = server.port, server.ready_ms
+    listed, pool_status, pool, t0, t1, waited = settled_snapshot(port, ready_ms)
+    regions = {r["offset"]: r for r in listed}
     problems = []
+    stats = {"waited": waited, "expired_down": 0, "expired_run": 0}
 
     # Shape, alignment, no overlap.
     end = 0
@@ -284,32 +788,140 @@ def check_state(port, model, cycle, rng):
         if offset < end:
             problems.append(f"region {r} overlaps the previous region (which ends at {end})")
         end = max(end, offset + r["size"])
+        if ("share" in r) != isinstance(r.get("refs"), int) or ("share" in r and r["refs"] < 1):
+            problems.append(f"region {r}: a shared region has refs >= 1, an unshared one none")
     if end > CAPACITY:
         problems.append(f"regions end at {end}, past the capacity {CAPACITY}")
 
     # GET /pool agrees with the list.
-    status, pool, _ = request(port, "GET", "/pool")
     used = sum(r["size"] for r in regions.values())
-    if status != 200 or pool.get("usedBytes") != used or pool.get("regionCount") != len(regions) \
+    if pool_status != 200 or pool.get("usedBytes") != used or pool.get("regionCount") != len(regions) \
             or pool.get("freeBytes") != CAPACITY - used or pool.get("capacity") != CAPACITY:
-        problems.append(f"GET /pool {status} {pool} disagrees with the list "
+        problems.append(f"GET /pool {pool_status} {pool} disagrees with the list "
                         f"(usedBytes {used}, regionCount {len(regions)})")
     elif sum(c["allocated"] for c in pool["classes"]) != len(regions):
         problems.append(f"GET /pool per-class allocated counts do not add up to {len(regions)}: {pool['classes']}")
 
+    # Ended leases are gone: within the grace of the later of their expiry and
+    # the restart (one that ended while regiond was down ends at start-up).
+    for r in regions.values():
+        if "expiresAt" not in r:
+            continue
+        E = expiry_ms(r)
+        if E is None:
+            problems.append(f"region {r}: expiresAt is not RFC 3339 UTC with milliseconds")
+        elif t0 > max(E, ready_ms) + EXPIRY_GRACE_MS:
+            problems.append(f"NOT EXPIRED: region {r} is still there at {fmt_ms(t0)}, its lease ended at "
+                            f"{fmt_ms(E)} and regiond was ready at {fmt_ms(ready_ms)}")
+
     def same(r, m):
         return r["class"] == m["cls"] and r.get("label") == m["label"]
 
+    def check_lease(r, m, what):
+        """r is m's region: it has m's lease (the acknowledged expiry, or one
+        an in-flight renewal set), or no lease when m has none. Reconciles m."""
+        lease = m.get("lease")
+        E = expiry_ms(r)
+        if lease is None:
+            if "expiresAt" in r:
+                problems.append(f"{what} at {r['offset']} has no lease, server has {r}")
+            return
+        acked, window = lease_expiries(lease, kill_ms)
+        in_window = window is not None and window[0] - CLOCK_SLACK_MS <= (E or 0) <= window[1] + CLOCK_SLACK_MS
+        if E != acked and not in_window:
+            problems.append(f"{what} at {r['offset']}: expected expiresAt {fmt_ms(acked)}"
+                            + (f" or, after the renewal in flight, {fmt_ms(window[0])}..{fmt_ms(window[1])}"
+                               if window else "") + f"; server has {r}")
+            return
+        if window is not None and E != acked:
+            lease["ttl"] = lease["renewing"]["ttl"]      # the renewal happened
+        elif in_window and lease["renewing"]["ttl"] != lease["ttl"]:
+            lease["ttl"] = None   # renewed or not, the same expiry: its length is not known
+        lease["expires"], lease["renewing"] = E, None
+
+    def lease_may_have_ended(m, at):
+        acked, window = lease_expiries(m["lease"], kill_ms)
+        return min(acked, window[0] if window else acked) <= at + CLOCK_SLACK_MS
+
+    def count_expired(m):
+        stats["expired_down" if kill_ms <= m["lease"]["expires"] <= ready_ms else "expired_run"] += 1
+
+    # Shared regions, by their (never reused) share keys.
+    shared = {r["share"]: r for r in regions.values() if "share" in r}
+    extras = {o: r for o, r in regions.items() if "share" not in r}
+    shares_resolved = [0, 0]   # in-flight joins and leaves at the kill
+    for key, s in list(model.shares.items()):
+        r = shared.pop(key, None)
+        if r is not None and (r["class"] != s["cls"] or r.get("label") != s["label"] or "expiresAt" in r
+                              or (s["offset"] is not None and r["offset"] != s["offset"])):
+            problems.append(f"shared region {key} changed: expected class {s['cls']} label {s['label']!r} "
+                            f"at {s['offset']}, server has {r}")
+            continue
+        if s["state"] == "creating":
+            # Its allocation was in flight (alone or in a batch).
+            if s["batch"] is not None:
+                s["present"] = r is not None
+            if r is None:
+                del model.shares[key]
+                continue
+            if r["refs"] != 1:
+                problems.append(f"shared region {key} whose allocation was in flight has refs {r['refs']}, "
+                                f"expected 1 (no join was sent): {r}")
+            s.update(offset=r["offset"], state="open", holders=[s["owner"]], batch=None, probes=[])
+            continue
+        lo = len(s["holders"])
+        joins, leaves = s["pending_joins"], s["pending_leaves"]
+        hi = lo + len(joins) + len(leaves)
+        refs = r["refs"] if r is not None else 0
+        if not lo <= refs <= hi:
+            what = "LOST shared region" if r is None else "shared region"
+            expected = f"exactly {lo}" if lo == hi else f"{lo} to {hi} ({len(joins)} joins and " \
+                                                       f"{len(leaves)} leaves in flight)"
+            problems.append(f"{what} {key} at {s['offset']}: refs {refs} after restart, expected {expected} "
+                            f"(acknowledged joins minus acknowledged leaves); server has {r}")
+            continue
+        # Whether the joins in flight happened, when refs tells.
+        if refs == hi and (joins or leaves):
+            happened = True if joins else None
+        elif refs == lo:
+            happened = False if joins else None
+        else:
+            happened = None
+        for join in joins:
+            join["happened"] = happened
+        shares_resolved[0] += len(joins)
+        shares_resolved[1] += len(leaves)
+        if r is None:
+            del model.shares[key]
+            continue
+        extra = [op["owner"] for op in leaves + joins][:refs - lo]
+        s.update(state="open", holders=s["holders"] + extra, pending_joins=[], pending_leaves=[], probes=[], zeros=0)
+    for key, r in shared.items():
+        problems.append(f"PHANTOM shared region {r}: no acknowledged or in-flight allocation explains it")
+
     # Acknowledged allocations (not released, or with a release in flight).
-    extras = dict(regions)
-    for offset, m in model.live.items():
-        r = extras.pop(offset, None)
+    for offset, m in list(model.live.items()):
+        r = extras.get(offset)
+        if m.get("lease") is not None and (r is None or not same(r, m)):
+            # Gone (another region may have its place): only once its lease has ended.
+            if lease_may_have_ended(m, t1):
+                del model.live[offset]
+                count_expired(m)
+            else:
+                acked, window = lease_expiries(m["lease"], kill_ms)
+                problems.append(f"LOST leased region: offset {offset} class {m['cls']} label {m['label']!r} "
+                                f"(client {m['owner']}) expiring at {fmt_ms(acked)} is missing at {fmt_ms(t1)}"
+                                + (f"; server has {r} there" if r else ""))
+            continue
+        extras.pop(offset, None)
         if r is None:
             problems.append(f"LOST acknowledged allocation: offset {offset} class {m['cls']} "
                             f"label {m['label']!r} (client {m['owner']}) is missing")
         elif not same(r, m):
             problems.append(f"acknowledged allocation at {offset} changed: expected class {m['cls']} "
                             f"label {m['label']!r}, server has {r}")
+        else:
+            check_lease(r, m, "acknowledged allocation")
     releases_done = 0
     for offset, m in model.uncertain_releases:
         r = extras.get(offset)
@@ -318,13 +930,20 @@ def check_state(port, model, cycle, rng):
             # The release did not happen, or it did and an unlabelled in-flight
             # allocation of the same class took the offset again: without a
             # label the two look alike, so the key is not checked.
-            model.live[offset] = m if m["label"] is not None else dict(m, key=None)
+            m = m if m["label"] is not None else dict(m, key=None)
+            check_lease(r, m, "region whose release was in flight")
+            model.live[offset] = m
         else:
             releases_done += 1     # it did (the offset may now hold an in-flight allocation)
 
-    # Everything else must be an in-flight allocation: labelled ones by their
-    # unique label, unlabelled ones by class.
+    # Everything else must be an in-flight allocation: labelled ones (and
+    # every batch item) by their unique label, unlabelled ones by class.
     by_label = {op["label"]: op for op in model.uncertain_allocs if op["label"] is not None}
+    for batch in model.uncertain_batches:
+        for item in batch["items"]:
+            if item["kind"] in ("plain", "lease"):
+                by_label[item["label"]] = dict(item, batch=batch, key=None, ttl=item.get("ttl"),
+                                               sent=batch["sent"])
     unlabelled = {}
     for op in model.uncertain_allocs:
         if op["label"] is None:
@@ -336,15 +955,56 @@ def check_state(port, model, cycle, rng):
             op = by_label.pop(label, None)
         else:
             candidates = unlabelled.get(r["class"])
-            op = candidates.pop() if candidates else None
+            op = candidates.pop() if candidates and "expiresAt" not in r else None
         if op is None or op["cls"] != r["class"]:
             problems.append(f"PHANTOM region {r}: no acknowledged or in-flight allocation explains it "
                             f"(an acknowledged release, a failed request, or never requested)")
             continue
-        allocs_done += 1
+        E = expiry_ms(r)
+        if (E is None) != (op["ttl"] is None) or (E is not None and not expiry_in(E, op["ttl"], op["sent"], kill_ms)):
+            problems.append(f"region {r} of the allocation in flight {op['label']!r} (ttl {op['ttl']}, sent at "
+                            f"{fmt_ms(op['sent']) if op.get('sent') else '-'}, killed at {fmt_ms(kill_ms)}) "
+                            f"has the wrong lease")
+            continue
+        allocs_done += op.get("batch") is None
+        if op.get("batch") is not None:
+            op["batch"]["found"] = op["batch"].get("found", set()) | {op["label"]}
         # Only a labelled op is identified for sure; its key belongs to this region.
-        model.live[offset] = {"cls": op["cls"], "label": op["label"], "owner": op["owner"],
-                              "size": op["size"], "key": op["key"] if label is not None else None}
+        entry = {"cls": op["cls"], "label": op["label"], "owner": op["owner"],
+                 "size": op["size"], "key": op["key"] if label is not None else None}
+        if E is not None:
+            entry["lease"] = {"ttl": op["ttl"], "expires": E, "renewing": None}
+        model.live[offset] = entry
+
+    # A batch in flight is there wholly or not at all.
+    batches_done = [0, 0]
+    for batch in model.uncertain_batches:
+        found = batch.get("found", set())
+        seen = []
+        for item in batch["items"]:
+            kind = item["kind"]
+            if kind == "plain":
+                there = item["label"] in found
+            elif kind == "lease":
+                # Absent proves nothing once it may have expired.
+                there = True if item["label"] in found else \
+                    (None if batch["sent"] + item["ttl"] * 1000 <= t1 + CLOCK_SLACK_MS else False)
+            elif kind == "share":
+                there = item["share"].get("present")
+            else:
+                there = item["join"].get("happened")
+            seen.append((item, there))
+        known = {there for _, there in seen if there is not None}
+        if len(known) > 1:
+            problems.append("PARTIAL batch in flight at the kill: " + ", ".join(
+                f"{item['kind']} {item['label']}"
+                + (f" ({item['share']['key']})" if "share" in item else "")
+                + {True: " there", False: " NOT there", None: " unknown"}[there] for item, there in seen))
+        batches_done[0 if True in known else 1] += 1
+
+    for s in model.shares.values():
+        if s["state"] == "open" and not s["holders"]:
+            problems.append(f"internal: shared region {s['key']} is open with no holders")
     if problems:
         raise TestFailure("\n  ".join([f"cycle {cycle}: state after restart is wrong:"] + problems))
 
@@ -362,9 +1022,14 @@ def check_state(port, model, cycle, rng):
 
     resolved = (allocs_done, len(model.uncertain_allocs) - allocs_done,
                 releases_done, len(model.uncertain_releases) - releases_done)
+    stats.update(joins_leaves=sum(shares_resolved), batches=tuple(batches_done),
+                 shared=len(model.shares),
+                 refs=sum(len(s["holders"]) for s in model.shares.values()),
+                 leased=len([m for m in model.live.values() if m.get("lease")]))
     model.uncertain_allocs = []
     model.uncertain_releases = []
-    return resolved, len(regions), used
+    model.uncertain_batches = []
+    return resolved, len(regions), used, stats
 
 
 # ---------------------------------------------------------------- main
@@ -390,42 +1055,60 @@ def main():
     state_dir = os.path.join(work, "state")
     log_path = os.path.join(work, "regiond.log")
     model = Model()
-    totals = {"allocs": 0, "releases": 0, "full": 0, "replays": 0, "uncertain": 0}
+    names = ["allocs", "releases", "full", "replays", "shares", "joins", "leaves", "unshared", "conflicts",
+             "leases", "renewals", "expired", "batches", "batch_items", "batches_failed"]
+    totals = dict.fromkeys(names + ["uncertain", "expired_down", "expired_run", "partial_checked"], 0)
     started = time.monotonic()
     server = None
     ok = False
     try:
         server = Server(binary, state_dir, log_path)
         for cycle in range(1, args.cycles + 1):
-            counters = {"allocs": 0, "releases": 0, "full": 0, "replays": 0}
+            counters = dict.fromkeys(names, 0)
             stop = threading.Event()
             clients = [Client(i, server.port, model, random.Random(rng.random()), stop, cycle, counters)
                        for i in range(CLIENTS)]
             for c in clients:
                 c.start()
             run_for = rng.uniform(0.2, 1.5)
+            # Its own generator: what the check draws depends on the state, which
+            # depends on timing; the clients' seeds and the run lengths do not.
+            check_rng = random.Random(rng.random())
             time.sleep(run_for)
             with model.lock:
-                in_flight = len(model.uncertain_allocs) + len(model.uncertain_releases)
+                in_flight = sum(model.in_flight())
             stop.set()
             server.kill()  # kill -9, requests in flight
+            kill_ms = now_ms()   # nothing in flight happened after this
             for c in clients:
                 c.join(15)
                 if c.is_alive():
                     raise TestFailure(f"cycle {cycle}: client {c.cid} still hangs 15 s after the kill")
             if model.errors:
                 raise TestFailure(f"cycle {cycle}: wrong answers before the kill:\n  " + "\n  ".join(model.errors))
-            uncertain = len(model.uncertain_allocs) + len(model.uncertain_releases)
+            kinds = model.in_flight()
+            uncertain = sum(kinds)
             server = Server(binary, state_dir, log_path)
-            (a_done, a_not, r_done, r_not), live, used = check_state(server.port, model, cycle, rng)
+            (a_done, a_not, r_done, r_not), live, used, st = check_state(server, model, cycle, check_rng, kill_ms)
             for k in counters:
                 totals[k] += counters[k]
             totals["uncertain"] += uncertain
+            totals["expired_down"] += st["expired_down"]
+            totals["expired_run"] += st["expired_run"] + counters["expired"]
+            totals["partial_checked"] += sum(st["batches"])
             print(f"cycle {cycle:2}: ran {run_for:.2f}s, acked {counters['allocs']:4} allocs "
                   f"{counters['releases']:4} releases ({counters['full']} full, {counters['replays']} replays); "
                   f"in flight at kill {uncertain} (≈{in_flight} just before): allocs kept {a_done} / "
                   f"lost {a_not}, releases done {r_done} / not {r_not}; live {live} regions, "
                   f"{used // MIB} MiB", flush=True)
+            print(f"          shared +{counters['shares']} -{counters['unshared']} ({counters['joins']} joins, "
+                  f"{counters['leaves']} leaves, {counters['conflicts']} conflicts; {st['joins_leaves']} in flight; "
+                  f"now {st['shared']} with {st['refs']} refs); leases {counters['leases']} ({counters['renewals']} "
+                  f"renewals, {kinds[4]} in flight; expired {counters['expired'] + st['expired_run']} running / "
+                  f"{st['expired_down']} in the {server.ready_ms - kill_ms:.0f} ms down, waited {st['waited']:.0f} "
+                  f"ms; now {st['leased']}); batches {counters['batches']} ({counters['batch_items']} items) + "
+                  f"{counters['batches_failed']} failing, {kinds[2]} in flight: {st['batches'][0]} there, "
+                  f"{st['batches'][1]} not", flush=True)
         ok = True
     except TestFailure as e:
         print(f"FAIL (seed {seed}): {e}", file=sys.stderr)
@@ -441,9 +1124,13 @@ def main():
     if not ok:
         return 1
     print(f"PASS: {args.cycles} kill -9 cycles in {took:.1f}s: {totals['allocs']} acknowledged allocations, "
-          f"{totals['releases']} acknowledged releases, {totals['replays']} replays, {totals['full']} full, "
-          f"{totals['uncertain']} in flight at a kill; no acknowledged change lost, no phantom change "
-          f"(seed {seed})")
+          f"{totals['releases']} acknowledged releases, {totals['replays']} replays, {totals['full']} full; "
+          f"{totals['shares']} shared regions, {totals['joins']} joins, {totals['leaves']} leaves "
+          f"({totals['unshared']} last), {totals['conflicts']} share conflicts; {totals['leases']} leases, "
+          f"{totals['renewals']} renewals, {totals['expired_run']} expired running, {totals['expired_down']} "
+          f"while down; {totals['batches']} batches ({totals['batch_items']} items), {totals['batches_failed']} "
+          f"failing ones, {totals['partial_checked']} in flight checked whole-or-nothing; {totals['uncertain']} "
+          f"in flight at a kill; no acknowledged change lost, no phantom change (seed {seed})")
     return 0
 
 
