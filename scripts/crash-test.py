@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""kill -9 crash test for regiond's journal (DESIGN.md §4).
+"""kill -9 crash test for regiond's journal (the README's crash model).
 
 In a fresh state directory, runs CYCLES cycles of: start regiond on port 0
 with --state-dir, wait for /readyz 200, drive it from 8 client threads for a

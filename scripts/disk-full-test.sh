@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Disk-full test for regiond's journal (DESIGN.md §4; the brief of issue 4).
+# Disk-full test for regiond's journal (the README's "State that survives").
 #
 # Runs regiond with its state directory on a 256 KiB tmpfs, allocates some
 # regions, fills the filesystem, and checks that:

@@ -11,7 +11,8 @@ public import MemoryPool
 /// A change is applied in memory and appended to the journal on the queue;
 /// its answer waits until the journal's group commit has it on disk. If the
 /// write fails, the change is undone (the journal fails pending records
-/// newest first, so undos run in reverse order) and the caller gets 503.
+/// newest first, so undos run in reverse order) and the caller gets
+/// ``RegionError/unavailable``.
 public final class RegionService: @unchecked Sendable {
     // @unchecked: every `var` below is read and written only on `queue`;
     // the `let`s are immutable.
@@ -90,7 +91,7 @@ public final class RegionService: @unchecked Sendable {
         saved.reserveCapacity(4096)
     }
 
-    /// Loads the journal's state; until then region routes answer 503.
+    /// Loads the journal's state; until then every call fails with ``RegionError/loading``.
     /// Leases that ended while regiond was down end at the next ``expireDue()``.
     public func load() throws(JournalError) {
         guard let journal else { return }
@@ -367,7 +368,7 @@ public final class RegionService: @unchecked Sendable {
     /// completion that undoes them all, newest first, if the write fails,
     /// then answers. Without a journal the answer is immediate; when the
     /// journal refuses the records, the changes are undone at once and the
-    /// answer is 503. Returns the changes applied, for the log.
+    /// answer is ``RegionError/unavailable``. Returns the changes applied, for the log.
     func commit<Value: Sendable>(
         _ changes: [Change], applied: Bool = false, answering value: Value,
         _ completion: @escaping @Sendable (Result<Value, RegionError>) -> Void
