@@ -82,7 +82,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MemoryPoolTests",
-            dependencies: ["MemoryPool"],
+            dependencies: ["MemoryPool", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -2,6 +2,8 @@ import Foundation
 import MemoryPool
 import Testing
 
+@testable import TestSupport
+
 /// Runs the bitmap allocator and the linear-scan reference side by side.
 @Suite struct ModelTests {
     /// Sizes that hit every class, both sides of every class edge, and the invalid ones.

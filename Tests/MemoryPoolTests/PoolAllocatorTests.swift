@@ -1,6 +1,8 @@
 import MemoryPool
 import Testing
 
+@testable import TestSupport
+
 @Suite struct MemoryClassTests {
     @Test(arguments: [
         (MiB, 0), (MiB + 1, 1), (4 * MiB, 1), (6 * MiB, 2), (16 * MiB, 2), (1 * GiB, 5),
@@ -214,18 +216,5 @@ enum RestoreFailure: Sendable {
         case .misaligned: .misaligned(offset: offset, memoryClass: memoryClass)
         case .outOfRange: .outOfRange(offset: offset, memoryClass: memoryClass)
         }
-    }
-}
-
-/// A small seeded generator, so every run of a test sees the same sequence.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

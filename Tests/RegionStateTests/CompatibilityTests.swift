@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import RegionState
+@testable import TestSupport
 
 /// State directories written by the last released regiond (5e232cf: journal
 /// and snapshot format 1), loaded by this code: every region comes back as
@@ -248,14 +249,3 @@ private func appendAndWait(_ journal: Journal, _ records: [JournalRecord]) throw
     if let error = failure.withLock({ $0 }) { throw error }
 }
 
-/// Waits for one completion and returns what it got.
-private func waitFor<T: Sendable>(_ start: (@escaping @Sendable (T) -> Void) -> Void) -> T {
-    let result = Mutex<T?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    start { value in
-        result.withLock { $0 = value }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0! }
-}

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import RegionState
+@testable import TestSupport
 
 /// A clock the test moves by hand: wall and monotonic time advance together
 /// unless the test steps the wall clock alone.
@@ -70,30 +71,6 @@ final class ManualClock: Sendable {
         }
     }
 
-    func run(_ start: (@escaping @Sendable (Result<RegionService.Allocation, RegionError>) -> Void) -> Void)
-        -> Result<RegionService.Allocation, RegionError>
-    {
-        let box = Mutex<Result<RegionService.Allocation, RegionError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        start { result in
-            box.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return box.withLock { $0! }
-    }
-
-    func wait<T: Sendable>(_ start: (@escaping @Sendable (T) -> Void) -> Void) -> T {
-        let box = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        start { value in
-            box.withLock { $0 = value }
-            done.signal()
-        }
-        done.wait()
-        return box.withLock { $0! }
-    }
-
     func listing(_ service: RegionService) throws -> [UInt64: Expected] {
         Dictionary(
             uniqueKeysWithValues: try service.regions().map {
@@ -109,7 +86,7 @@ final class ManualClock: Sendable {
         let service = RegionService(journal: journal, logger: testLogger(), clock: clock.leaseClock)
         try service.load()
         var model = Model()
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix64(seed: seed)
         let sizes: [UInt64] = [1, 1 << 20, 3 << 20, 5_000_000, 40 << 20, 300 << 20, 2 << 30, 5 << 30]
         let shares = ["a", "b", "c", nil, nil]
         let labels = ["x", nil]
@@ -122,12 +99,12 @@ final class ManualClock: Sendable {
                     size: sizes[Int(random.next() % UInt64(sizes.count))], label: labels[Int(random.next() % 2)],
                     share: shares[Int(random.next() % UInt64(shares.count))],
                     ttl: random.next() % 3 == 0 ? UInt32(1 + random.next() % 5) : nil)
-                let result = run { service.allocate(request, completion: $0) }
+                let result = waitFor { service.allocate(request, completion: $0) }
                 try expectAllocation(request, result, &model, clock: clock, context)
             case 4, 5, 6:
                 let offsets = Array(model.regions.keys)
                 let offset = offsets.isEmpty || random.next() % 8 == 0 ? UInt64(random.next() % 64) << 20 : offsets[Int(random.next() % UInt64(offsets.count))]
-                let result = wait { (done: @escaping @Sendable (Result<RegionService.Release, RegionError>) -> Void) in
+                let result = waitFor { (done: @escaping @Sendable (Result<RegionService.Release, RegionError>) -> Void) in
                     service.release(offset: offset, completion: done)
                 }
                 guard var expected = model.regions[offset] else {
@@ -149,7 +126,7 @@ final class ManualClock: Sendable {
                 let offsets = Array(model.regions.keys)
                 guard let offset = offsets.isEmpty ? nil : offsets[Int(random.next() % UInt64(offsets.count))] else { continue }
                 let ttl: UInt32? = random.next() % 2 == 0 ? UInt32(1 + random.next() % 5) : nil
-                let result = wait { (done: @escaping @Sendable (Result<SavedRegion, RegionError>) -> Void) in
+                let result = waitFor { (done: @escaping @Sendable (Result<SavedRegion, RegionError>) -> Void) in
                     service.renew(offset: offset, ttl: ttl, completion: done)
                 }
                 let seconds = ttl ?? model.lastTTL[offset]
@@ -178,7 +155,7 @@ final class ManualClock: Sendable {
                         ttl: random.next() % 4 == 0 ? 3 : nil)
                 }
                 let before = try listing(service)
-                let result = wait { (done: @escaping @Sendable (Result<[RegionService.Allocation], RegionError>) -> Void) in
+                let result = waitFor { (done: @escaping @Sendable (Result<[RegionService.Allocation], RegionError>) -> Void) in
                     service.allocate(batch: requests, completion: done)
                 }
                 var trial = model
@@ -260,7 +237,7 @@ final class ManualClock: Sendable {
     @Test func aWallClockStepBackwardsNeverEndsALeaseEarly() throws {
         let clock = ManualClock()
         let service = RegionService(journal: nil, logger: testLogger(), clock: clock.leaseClock)
-        let created = run { service.allocate(RegionService.Request(size: 1 << 20, ttl: 10), completion: $0) }
+        let created = waitFor { service.allocate(RegionService.Request(size: 1 << 20, ttl: 10), completion: $0) }
         let offset = try created.get().region.offset
         clock.stepWall(milliseconds: 3_600_000)  // an hour forward: the lease must not end now
         #expect(service.expireDue().isEmpty)
@@ -278,8 +255,8 @@ final class ManualClock: Sendable {
             let journal = try Journal(directory: directory.path, logger: testLogger())
             let service = RegionService(journal: journal, logger: testLogger(), clock: clock.leaseClock)
             try service.load()
-            _ = run { service.allocate(RegionService.Request(size: 1 << 20, ttl: 5), completion: $0) }
-            _ = run { service.allocate(RegionService.Request(size: 1 << 20, ttl: 60), completion: $0) }
+            _ = waitFor { service.allocate(RegionService.Request(size: 1 << 20, ttl: 5), completion: $0) }
+            _ = waitFor { service.allocate(RegionService.Request(size: 1 << 20, ttl: 60), completion: $0) }
             journal.close()
         }
         clock.advance(milliseconds: 30_000)
@@ -295,10 +272,10 @@ final class ManualClock: Sendable {
         let service = RegionService(journal: nil, logger: testLogger())
         let first = RegionService.Request(size: 1 << 20, key: "k1", share: "layer")
         let second = RegionService.Request(size: 1 << 20, key: "k2", share: "layer")
-        #expect(try run { service.allocate(first, completion: $0) }.get().region.refs == 1)
-        #expect(try run { service.allocate(second, completion: $0) }.get().region.refs == 2)
+        #expect(try waitFor { service.allocate(first, completion: $0) }.get().region.refs == 1)
+        #expect(try waitFor { service.allocate(second, completion: $0) }.get().region.refs == 2)
         for request in [first, second, first] {
-            guard case .success(.replayed(let region)) = run({ service.allocate(request, completion: $0) }) else {
+            guard case .success(.replayed(let region)) = waitFor({ service.allocate(request, completion: $0) }) else {
                 Issue.record("not a replay")
                 return
             }
@@ -306,7 +283,7 @@ final class ManualClock: Sendable {
         }
         var other = second
         other.size = 2 << 20
-        #expect(run { service.allocate(other, completion: $0) }.failureForTests == .keyReused(key: "k2"))
+        #expect(waitFor { service.allocate(other, completion: $0) }.failureForTests == .keyReused(key: "k2"))
     }
 }
 
@@ -324,19 +301,4 @@ extension RegionError {
 
 extension MemoryClass {
     var validSizeForTests: UInt64 { (1 << 20) << (2 * UInt64(rawValue)) }
-}
-
-/// SplitMix64: a small seeded generator, so a failing seed can be replayed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

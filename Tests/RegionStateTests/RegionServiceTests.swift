@@ -7,35 +7,24 @@ import Synchronization
 import Testing
 
 @testable import RegionState
+@testable import TestSupport
 
 /// The service and its journal together, on a temporary directory: where a
 /// change is answered, and what happens when the journal goes away under it.
 @Suite struct RegionServiceTests {
-    /// Waits for one completion and returns what it got.
-    func wait<T: Sendable>(_ start: (@escaping @Sendable (T) -> Void) -> Void) -> T {
-        let result = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        start { value in
-            result.withLock { $0 = value }
-            done.signal()
-        }
-        done.wait()
-        return result.withLock { $0! }
-    }
-
     func allocate(_ service: RegionService, _ size: UInt64, label: String? = nil) -> Result<RegionService.Allocation, RegionError> {
-        wait { service.allocate(size: size, label: label, key: nil, completion: $0) }
+        waitFor { service.allocate(size: size, label: label, key: nil, completion: $0) }
     }
 
     func release(_ service: RegionService, _ offset: UInt64) -> Result<RegionService.Release, RegionError> {
-        wait { service.release(offset: offset, completion: $0) }
+        waitFor { service.release(offset: offset, completion: $0) }
     }
 
     @Test func aClosedJournalNeverRunsACompletionOnTheCallersThread() throws {
         let directory = try TemporaryDirectory()
         let journal = try Journal(directory: directory.path, logger: testLogger())
         _ = try journal.load()
-        let sequence = wait { (done: @escaping @Sendable (UInt64) -> Void) in
+        let sequence = waitFor { (done: @escaping @Sendable (UInt64) -> Void) in
             let appended = Mutex<UInt64>(0)
             appended.withLock { value in
                 value = (try? journal.append(.release(offset: 0)) { _ in done(appended.withLock { $0 }) }) ?? 0
@@ -66,7 +55,7 @@ import Testing
         let journal = try Journal(directory: directory.path, logger: testLogger())
         _ = try journal.load()
         defer { journal.close() }
-        let thread = wait { (done: @escaping @Sendable (String) -> Void) in
+        let thread = waitFor { (done: @escaping @Sendable (String) -> Void) in
             _ = try? journal.append(.allocate(SavedRegion(offset: 0, memoryClass: MemoryClass(rawValue: 0)))) { _ in
                 done(Thread.current.name ?? "")
             }
