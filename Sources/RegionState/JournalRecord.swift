@@ -257,9 +257,8 @@ struct ByteReader {
             requestedSize: requestedSize == 0 ? nil : requestedSize)
         guard extended else { return region }
         region.share = try string()
-        let seconds = try uint32()
-        let expiresAt = Int64(bitPattern: try uint64())
-        region.lease = seconds == 0 ? nil : SavedRegion.Lease(seconds: seconds, expiresAt: expiresAt)
+        let lease = try lease()
+        region.lease = lease.seconds == 0 ? nil : lease
         let count: UInt16 = try integer()
         for _ in 0..<count { region.sharers.append(try sharer()) }
         return region

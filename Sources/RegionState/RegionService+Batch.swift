@@ -22,7 +22,7 @@ extension RegionService {
                 case .failure(let error):
                     // Undone newest first, as nothing happened; no journal record was written.
                     let failure = RegionError.batchItem(index: index, error)
-                    for change in changes.reversed() { undoQuietly(change) }
+                    for change in changes.reversed() { undo(change, quietly: true) }
                     return (.answer(.failure(failure)), [])
                 }
             }
@@ -30,20 +30,5 @@ extension RegionService {
         }
         applied.forEach(log)
         finish(step, completion)
-    }
-
-    /// Undoes a change of a batch that did not go through, without the
-    /// warning a journal failure logs.
-    private func undoQuietly(_ change: Change) {
-        switch change {
-        case .allocate(let region):
-            _ = try? pool.release(offset: region.offset)
-            unindex(region)
-        case .addReference(_, let region):
-            if let now = saved[region.offset] { unindex(now) }
-            index(region)
-        case .release, .dropReference, .renew:
-            preconditionFailure("a batch only allocates and joins")
-        }
     }
 }

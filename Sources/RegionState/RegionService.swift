@@ -336,8 +336,9 @@ public final class RegionService: @unchecked Sendable {
         }
     }
 
-    /// Reverses an applied change: the pool and every table.
-    func undo(_ change: Change) {
+    /// Reverses an applied change: the pool and every table. Logs a warning
+    /// unless `quietly` (a batch that did not fit, nothing journaled).
+    func undo(_ change: Change, quietly: Bool = false) {
         switch change {
         case .allocate(let region):
             _ = try? pool.release(offset: region.offset)
@@ -351,7 +352,9 @@ public final class RegionService: @unchecked Sendable {
             if let now = saved[region.offset] { unindex(now) }
             index(region)
         }
-        logger.warning("undone after a journal failure", metadata: ["change": "\(change.record)"])
+        if !quietly {
+            logger.warning("undone after a journal failure", metadata: ["change": "\(change.record)"])
+        }
     }
 
     /// What a change's caller gets from inside the queue: an answer now, or
@@ -383,7 +386,7 @@ public final class RegionService: @unchecked Sendable {
             // undo finds the state its change left.
             lastSequence = try journal.append(changes.map(\.record)) { [self] durable in
                 if case .failure = durable {
-                    queue.sync { changes.reversed().forEach(undo) }
+                    queue.sync { changes.reversed().forEach { undo($0) } }
                 }
                 // After the undo: recovery waits until nothing is left to undo.
                 pending.subtract(1, ordering: .releasing)
@@ -393,7 +396,7 @@ public final class RegionService: @unchecked Sendable {
             return (.journaled, changes)
         } catch {
             pending.subtract(1, ordering: .relaxed)
-            changes.reversed().forEach(undo)
+            changes.reversed().forEach { undo($0) }
             logger.error("journal refused a change", metadata: ["error": "\(error)"])
             return (.answer(.failure(.unavailable)), [])
         }
