@@ -415,6 +415,18 @@ class Client(threading.Thread):
         else:
             self.share_join(conn, n, self.rng.choice(open_))
 
+    def open_share(self, s, resp, what):
+        """A new shared region was answered (model lock held): it must have
+        one reference and an offset nothing else holds; the share is open."""
+        if not self.check_shared(resp, s) or resp["refs"] != 1:
+            self.model.errors.append(f"client {self.cid}: {what} answered {resp}")
+        holder = self.model.take_offset(s["offset"])
+        if holder is not None:
+            self.model.errors.append(f"client {self.cid}: {what} got offset {s['offset']}, "
+                                     f"which is still allocated ({holder})")
+        s["state"], s["holders"] = "open", [self.cid]
+        self.counters["shares"] += 1
+
     def check_shared(self, resp, s):
         return isinstance(resp, dict) and resp.get("offset") == s["offset"] and resp.get("share") == s["key"] \
             and resp.get("class") == s["cls"] and resp.get("label") == s["label"] \
@@ -436,14 +448,7 @@ class Client(threading.Thread):
         with self.model.lock:
             if status == 201 and isinstance(resp, dict) and isinstance(resp.get("offset"), int):
                 s["offset"] = resp["offset"]
-                if not self.check_shared(resp, s) or resp["refs"] != 1:
-                    self.model.errors.append(f"client {self.cid}: create shared {body} answered 201 {resp}")
-                holder = self.model.take_offset(s["offset"])
-                if holder is not None:
-                    self.model.errors.append(f"client {self.cid}: create shared {body} got offset {s['offset']}, "
-                                             f"which is still allocated ({holder})")
-                s["state"], s["holders"] = "open", [self.cid]
-                self.counters["shares"] += 1
+                self.open_share(s, resp, f"create shared {body}")
             else:
                 del self.model.shares[s["key"]]
                 if status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space":
@@ -707,14 +712,7 @@ class Client(threading.Thread):
             s = item["share"]
             s["offset"] = r.get("offset") if isinstance(r, dict) else None
             s["batch"] = None
-            if not self.check_shared(r, s) or r["refs"] != 1:
-                self.model.errors.append(f"client {self.cid}: batch {body} answered new shared {s['key']} with {r}")
-            holder = self.model.take_offset(s["offset"])
-            if holder is not None:
-                self.model.errors.append(f"client {self.cid}: batch {body} got offset {s['offset']} for shared "
-                                         f"{s['key']}, which is still allocated ({holder})")
-            s["state"], s["holders"] = "open", [self.cid]
-            self.counters["shares"] += 1
+            self.open_share(s, r, f"batch {body}, new shared {s['key']},")
         else:
             s = item["share"]
             if not self.check_shared(r, s) or r["refs"] < 2:
