@@ -170,7 +170,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// call to the completion callback.
     fileprivate final class Exchange: @unchecked Sendable {
         // @unchecked: `body` and `tooLarge` are touched only on the
-        // connection's polling thread; `phase` only while holding `lock`.
+        // connection's polling thread; `phase` lives in a `Mutex` (no
+        // allocation, unlike an NSLock, which costs two per request).
         enum Phase {
             case reading
             case waiting
@@ -190,8 +191,7 @@ public final class HTTPServer: @unchecked Sendable {
         var body: [UInt8] = []
         /// The body grew past the limit: the rest is dropped, the answer is 413.
         var tooLarge = false
-        private let lock = NSLock()
-        private var phase = Phase.reading
+        private let phase = Mutex(Phase.reading)
         /// The connection; set on the first call of the access handler.
         var connection: OpaquePointer?
 
@@ -200,10 +200,8 @@ public final class HTTPServer: @unchecked Sendable {
         }
 
         /// Runs `body` with the phase, holding the lock.
-        func withPhase<T>(_ body: (inout Phase) -> T) -> T {
-            lock.lock()
-            defer { lock.unlock() }
-            return body(&phase)
+        func withPhase<T: Sendable>(_ body: (inout Phase) -> T) -> T {
+            phase.withLock { body(&$0) }
         }
 
         /// Called by the handler (or by shutdown), on any thread; the first answer wins.
@@ -397,16 +395,15 @@ private struct HeaderFields {
 
     var framing: Framing {
         if let invalid { return .invalid(invalid) }
-        let lengths = Set(contentLengths.map { $0.trimmingOptionalWhitespace })
         if transferEncoding {
             // RFC 9112 §6.1: a sender must not send both; a server may treat
             // it as an error and must then close. Either length could be meant.
             return contentLengths.isEmpty
                 ? .chunked : .invalid("Content-Length and Transfer-Encoding together frame the body two ways")
         }
-        guard let first = lengths.first else { return .none }
+        guard let first = contentLengths.first?.trimmingOptionalWhitespace else { return .none }
         // RFC 9112 §6.3: equal repeated values may be taken as one; different ones are a framing error.
-        guard lengths.count == 1, first.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let length = UInt64(first)
+        guard contentLengths.allSatisfy({ $0.trimmingOptionalWhitespace == first }), first.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let length = UInt64(first)
         else {
             return .invalid("Content-Length must be one decimal number; this request gives \(contentLengths.count) values")
         }
@@ -414,15 +411,14 @@ private struct HeaderFields {
     }
 
     static func read(_ connection: OpaquePointer) -> HeaderFields {
-        let collected = Unmanaged.passRetained(Box(HeaderFields()))
-        defer { collected.release() }
-        _ = MHD_get_connection_values_n(connection, .HEADER_KIND, collectHeader, collected.toOpaque())
-        return collected.takeUnretainedValue().value
-    }
-
-    final class Box {
-        var value: HeaderFields
-        init(_ value: HeaderFields) { self.value = value }
+        var fields = HeaderFields()
+        // One allocation for the usual handful of fields, instead of a growing array.
+        fields.headers.reserveCapacity(8)
+        // The iterator runs within this call: the fields can live on the stack.
+        withUnsafeMutablePointer(to: &fields) { pointer in
+            _ = MHD_get_connection_values_n(connection, .HEADER_KIND, collectHeader, pointer)
+        }
+        return fields
     }
 }
 
@@ -450,27 +446,27 @@ private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer
 
 private let collectHeader: MHD_KeyValueIteratorN = { context, _, key, keySize, value, valueSize in
     guard let context, let key else { return .YES }
-    let fields = Unmanaged<HeaderFields.Box>.fromOpaque(context).takeUnretainedValue()
+    let fields = context.assumingMemoryBound(to: HeaderFields.self)
     let name = UnsafeRawBufferPointer(start: key, count: keySize)
     let text = value.map { UnsafeRawBufferPointer(start: $0, count: valueSize) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
     // A NUL inside a name or value would cut the C string libmicrohttpd and
     // others read short: refuse instead of guessing.
     if name.contains(0) || text.contains(0) || strlen(key) != keySize {
-        fields.value.invalid = "a header field contains a NUL byte"
+        fields.pointee.invalid = "a header field contains a NUL byte"
         return .YES
     }
     // RFC 9112 §5.1 and §2.2: whitespace in or after a field name, or a bare
     // CR, must be refused; a lenient reading is how one request is read as two.
     if name.contains(where: { $0 == 0x20 || $0 == 0x09 }) || text.contains(0x0D) || text.contains(0x0A) {
-        fields.value.invalid = "a header field name contains whitespace or a value contains a bare CR or LF"
+        fields.pointee.invalid = "a header field name contains whitespace or a value contains a bare CR or LF"
         return .YES
     }
     let header = (name: String(decoding: name, as: UTF8.self), value: String(decoding: text, as: UTF8.self))
-    fields.value.headers.append(header)
+    fields.pointee.headers.append(header)
     if header.name.caseInsensitiveEquals("Content-Length") {
-        fields.value.contentLengths += header.value.split(separator: ",", omittingEmptySubsequences: false)
+        fields.pointee.contentLengths += header.value.split(separator: ",", omittingEmptySubsequences: false)
     } else if header.name.caseInsensitiveEquals("Transfer-Encoding") {
-        fields.value.transferEncoding = true
+        fields.pointee.transferEncoding = true
     }
     return .YES
 }
