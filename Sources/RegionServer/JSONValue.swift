@@ -44,6 +44,10 @@ enum JSONValue: Equatable, Sendable {
     /// written (`1`, `1.0`, `1e3`, `-0`: JSON Schema's integers); else nil.
     var unsignedInteger: UInt64? {
         guard case .number(let text) = self else { return nil }
+        // The usual case, plain digits: read at once, nothing allocated.
+        if text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) {
+            return UInt64(text)
+        }
         var digits: [UInt8] = []
         var exponent = 0
         var negative = false

@@ -23,6 +23,10 @@ final class RegionBodyCache: Sendable {
         if cached == nil {
             entries.withLock { $0[region.offset] = (region, body) }
         }
-        return Response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(1 + headers.count)
+        fields.append(("Content-Type", "application/json"))
+        fields += headers
+        return Response(status: status, headers: fields, body: body)
     }
 }

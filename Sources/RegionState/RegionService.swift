@@ -435,11 +435,12 @@ public final class RegionService: @unchecked Sendable {
     }
 
     static func metadata(_ region: SavedRegion) -> Logger.Metadata {
+        // Plain strings, no interpolation: this runs for every change.
         var metadata: Logger.Metadata = [
-            "offset": "\(region.offset)", "class": "\(region.memoryClass)", "label": "\(region.label ?? "")",
-            "key": "\(region.idempotencyKey ?? "")",
+            "offset": .string(String(region.offset)), "class": .string(String(region.memoryClass.rawValue)),
+            "label": .string(region.label ?? ""), "key": .string(region.idempotencyKey ?? ""),
         ]
-        if let share = region.share { metadata["share"] = "\(share)" }
+        if let share = region.share { metadata["share"] = .string(share) }
         return metadata
     }
 

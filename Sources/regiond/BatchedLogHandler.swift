@@ -22,27 +22,34 @@ struct BatchedLogHandler: LogHandler {
             merged["error.message"] = "\(error)"
             merged["error.type"] = "\(String(reflecting: type(of: error)))"
         }
-        // Bytes, not String: the line is appended as it is built.
-        var line: [UInt8] = []
-        line.reserveCapacity(192)
-        line.append(UInt8(ascii: " "))
-        line += event.level.rawValue.utf8
-        if !label.isEmpty {
-            line.append(UInt8(ascii: " "))
-            line += label.utf8
+        // Formatted straight into the sink's buffer, fields sorted in place
+        // on the stack: no allocation for a line.
+        withUnsafeTemporaryAllocation(of: (key: String, value: Logger.MetadataValue).self, capacity: merged.count) {
+            buffer in
+            var fields = buffer
+            _ = fields.initialize(fromContentsOf: merged.lazy.map { (key: $0.key, value: $0.value) })
+            defer { fields.deinitialize() }
+            fields.sort { $0.key < $1.key }
+            sink.append(urgent: event.level >= .warning) { line in
+                line.append(UInt8(ascii: " "))
+                line += event.level.rawValue.utf8
+                if !label.isEmpty {
+                    line.append(UInt8(ascii: " "))
+                    line += label.utf8
+                }
+                line.append(UInt8(ascii: ":"))
+                for (key, value) in fields {
+                    line.append(UInt8(ascii: " "))
+                    line += key.utf8
+                    line.append(UInt8(ascii: "="))
+                    if case .string(let text) = value { line += text.utf8 } else { line += value.description.utf8 }
+                }
+                line += " [".utf8
+                line += event.source.utf8
+                line += "] ".utf8
+                line += event.message.description.utf8
+                line.append(UInt8(ascii: "\n"))
+            }
         }
-        line.append(UInt8(ascii: ":"))
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            line.append(UInt8(ascii: " "))
-            line += key.utf8
-            line.append(UInt8(ascii: "="))
-            if case .string(let text) = value { line += text.utf8 } else { line += value.description.utf8 }
-        }
-        line += " [".utf8
-        line += event.source.utf8
-        line += "] ".utf8
-        line += event.message.description.utf8
-        line.append(UInt8(ascii: "\n"))
-        sink.append(line, urgent: event.level >= .warning)
     }
 }

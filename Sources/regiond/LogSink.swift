@@ -31,23 +31,21 @@ final class LogSink: @unchecked Sendable {
         writer.start()
     }
 
-    /// Appends one line, after the current timestamp; `urgent` writes it,
-    /// and all before it, now.
-    func append(_ line: [UInt8], urgent: Bool) {
+    /// Appends one line, after the current timestamp: `format` appends the
+    /// rest to the pending bytes (holding the lock, so it must be quick);
+    /// `urgent` writes it, and all before it, now.
+    func append(urgent: Bool, _ format: (inout [UInt8]) -> Void) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         lock.lock()
+        defer { lock.unlock() }
         if now.tv_sec != cachedSecond { stamp(now.tv_sec) }
         pending.append(contentsOf: cachedStamp)
-        pending.append(contentsOf: line)
+        format(&pending)
         if urgent {
-            let bytes = pending
-            pending.removeAll(keepingCapacity: true)
             // Written under the lock so lines keep their order.
-            write(bytes)
-            lock.unlock()
-        } else {
-            lock.unlock()
+            write(pending)
+            pending.removeAll(keepingCapacity: true)
         }
     }
 
