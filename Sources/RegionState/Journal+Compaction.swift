@@ -12,7 +12,7 @@ extension Journal {
         let generation = old.generation + 1
         do throws(JournalError) {
             let created = try StateFiles.createJournal(directory: directory, generation: generation)
-            current = OpenFile(descriptor: created.descriptor, path: created.path, generation: generation, length: StateFiles.headerSize)
+            current = OpenFile(created: created, generation: generation)
             _ = Glibc.close(old.descriptor)
             pendingSnapshot = (generation, liveRegions)
         } catch {
@@ -43,7 +43,7 @@ extension Journal {
         let generation = old.generation + 1
         try StateFiles.writeSnapshot(directory: directory, generation: generation, regions: liveRegions)
         let created = try StateFiles.createJournal(directory: directory, generation: generation)
-        current = OpenFile(descriptor: created.descriptor, path: created.path, generation: generation, length: StateFiles.headerSize)
+        current = OpenFile(created: created, generation: generation)
         _ = Glibc.close(old.descriptor)
         pendingSnapshot = nil
         state.withLock { s in

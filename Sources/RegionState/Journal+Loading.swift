@@ -84,14 +84,15 @@ extension Journal {
         }
         let generation = replayed.last ?? firstGeneration
         if let last = files.last {
-            let descriptor = try system(Syscall.open(last.path, O_WRONLY | O_APPEND))
+            let descriptor = try system(Syscall.open(last.path, O_WRONLY))
+            let length = max(last.contents.validLength, StateFiles.headerSize)
             current = OpenFile(
-                descriptor: descriptor, path: last.path, generation: generation,
-                length: max(last.contents.validLength, StateFiles.headerSize), version: last.contents.version
+                descriptor: descriptor, path: last.path, generation: generation, length: length,
+                size: last.contents.tear == nil ? max(last.contents.size, length) : length, version: last.contents.version
             )
         } else {
             let created = try StateFiles.createJournal(directory: directory, generation: generation)
-            current = OpenFile(descriptor: created.descriptor, path: created.path, generation: generation, length: StateFiles.headerSize)
+            current = OpenFile(created: created, generation: generation)
         }
         if base != nil {
             removedFiles = try removeFiles(olderThan: firstGeneration, in: names) || removedFiles

@@ -85,10 +85,11 @@ extension Journal {
                 }
                 // Version 1 files, from before batch frames, go on without them.
                 let bytes = file.version >= 2 ? StateFiles.batchFrame(for: segment.bytes) + segment.bytes : segment.bytes
+                if file.length + bytes.count > file.size { current?.size = preallocate(file, for: bytes.count) }
                 do throws(JournalError) {
-                    try system(Syscall.writeAll(file.descriptor, bytes, path: file.path))
+                    try system(Syscall.writeAll(file.descriptor, bytes, at: file.length, path: file.path))
                     let start = ContinuousClock.now
-                    try system(Syscall.fsync(file.descriptor, path: file.path))
+                    try system(Syscall.fdatasync(file.descriptor, path: file.path))
                     fsyncTimes.append(ContinuousClock.now - start)
                 } catch {
                     failure = error
@@ -96,12 +97,14 @@ extension Journal {
                     do throws(JournalError) {
                         // Best effort: no half-written record stays behind the durable ones.
                         try system(Syscall.truncate(file.descriptor, length: file.length, path: file.path))
+                        current?.size = file.length
                     } catch {
                         logger.error("could not cut the journal back to its durable length", metadata: ["error": "\(error)"])
                     }
                     break
                 }
                 current?.length += bytes.count
+                if let size = current?.size, size < file.length + bytes.count { current?.size = file.length + bytes.count }
                 written += UInt64(segment.count)
                 durableThrough = segment.lastSequence
             }
@@ -137,6 +140,22 @@ extension Journal {
             if let failure = outcome {
                 for waiter in failed { waiter.completion(.failure(failure)) }
             }
+        }
+    }
+
+    /// Grows `file` by whole chunks of zeros until `count` more bytes fit
+    /// after its durable length; returns its size. Best effort: where the
+    /// file system cannot preallocate, or has no room for a whole chunk, the
+    /// write itself extends the file (and fails if there is no room for it).
+    func preallocate(_ file: OpenFile, for count: Int) -> Int {
+        let needed = file.length + count - file.size
+        let grow = (needed + Self.preallocationChunk - 1) / Self.preallocationChunk * Self.preallocationChunk
+        do throws(SystemError) {
+            try Syscall.preallocate(file.descriptor, offset: file.size, length: grow, path: file.path)
+            return file.size + grow
+        } catch {
+            logger.debug("could not preallocate the journal", metadata: ["error": "\(error)"])
+            return file.size
         }
     }
 }

@@ -46,11 +46,35 @@ public final class Journal: @unchecked Sendable {
         var descriptor: Int32
         var path: String
         var generation: UInt64
-        /// Bytes in the file that are durable.
+        /// Bytes in the file that are durable; the next batch is written here.
         var length: Int
+        /// The file's size: `length` and the zeros preallocated after it.
+        var size: Int
         /// Its format version: batches are framed from version 2 on.
         var version = StateFiles.journalVersion
+
+        /// A journal file just made by ``StateFiles/createJournal(directory:generation:)``.
+        init(created: (descriptor: Int32, path: String), generation: UInt64) {
+            self.init(
+                descriptor: created.descriptor, path: created.path, generation: generation,
+                length: StateFiles.headerSize, size: StateFiles.headerSize)
+        }
+
+        init(descriptor: Int32, path: String, generation: UInt64, length: Int, size: Int, version: UInt32 = StateFiles.journalVersion) {
+            self.descriptor = descriptor
+            self.path = path
+            self.generation = generation
+            self.length = length
+            self.size = size
+            self.version = version
+        }
     }
+
+    /// How much a journal file grows by when a batch does not fit in what
+    /// is preallocated: the file's size (and block map) then changes once
+    /// per megabyte instead of with every batch, so a batch's `fdatasync`
+    /// writes its data and nothing else.
+    static let preallocationChunk = 1 << 20
 
     /// Records queued for the writer, up to an optional compaction point.
     struct Segment {

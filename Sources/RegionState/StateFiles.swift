@@ -19,7 +19,9 @@ internal import Glibc
 /// UInt32 LE, then its records. A batch is acknowledged only after its
 /// fsync, and the next one is written only after that, so a damaged batch
 /// with no intact batch after it was never acknowledged: it is cut off
-/// like a torn tail, whatever blocks of it did or did not land.
+/// like a torn tail, whatever blocks of it did or did not land. The writer
+/// grows a journal by preallocated chunks of zeros; zeros from some point to
+/// the end of the file are where the next batch goes, not damage.
 enum StateFiles {
     /// First bytes of a journal file.
     static let journalMagic: [UInt8] = Array("RGNJ".utf8)
@@ -159,11 +161,12 @@ enum StateFiles {
 
     // MARK: Journals
 
-    /// Creates (or empties) a journal file for appending, with its header
+    /// Creates (or empties) a journal file for appending (at its length, with
+    /// `pwrite`: it grows by preallocated chunks of zeros), with its header
     /// durable and its name in the directory durable; returns its descriptor.
     static func createJournal(directory: String, generation: UInt64) throws(JournalError) -> (descriptor: Int32, path: String) {
         let path = directory + "/" + journalName(generation)
-        let descriptor = try system(Syscall.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND))
+        let descriptor = try system(Syscall.open(path, O_WRONLY | O_CREAT | O_TRUNC))
         do {
             try system(Syscall.writeAll(descriptor, header(magic: journalMagic, generation: generation, version: journalVersion), path: path))
             try system(Syscall.fsync(descriptor, path: path))
@@ -193,6 +196,9 @@ enum StateFiles {
         var validLength: Int
         /// The damaged tail, if any: nothing intact follows it.
         var tear: Tear?
+        /// The file's size: `validLength`, then zeros preallocated for later
+        /// batches (not damage), or the damaged tail.
+        var size = 0
     }
 
     /// Parses a journal file. A damaged record with no intact record after it
@@ -217,6 +223,7 @@ enum StateFiles {
         let version = try checkHeader(bytes, magic: journalMagic, versions: journalVersions, generation: generation, path: path)
         var file = version == 1 ? try parseRecords(bytes, path: path) : try parseBatches(bytes, path: path)
         file.version = version
+        file.size = bytes.count
         return file
     }
 
@@ -226,6 +233,7 @@ enum StateFiles {
         records.reserveCapacity(bytes.count / 24)
         var position = headerSize
         while position < bytes.count {
+            if isPreallocated(from: position, in: bytes) { break }
             let number = records.count + 1
             switch frame(at: position, in: bytes) {
             case .record(let record, let end):
@@ -250,6 +258,7 @@ enum StateFiles {
         records.reserveCapacity(bytes.count / 24)
         var position = headerSize
         while position < bytes.count {
+            if isPreallocated(from: position, in: bytes) { break }
             let number = records.count + 1
             guard case .batch(let range) = batch(at: position, in: bytes) else {
                 let reason = batchDamage(at: position, in: bytes)
@@ -272,6 +281,14 @@ enum StateFiles {
             position = range.upperBound
         }
         return JournalFile(records: records, validLength: position, tear: nil)
+    }
+
+    /// Whether everything from `position` on is zeros: space preallocated
+    /// for batches not written yet, the normal end of a journal. (A batch
+    /// frame starts with `FF`, a record with a non-zero length, so zeros are
+    /// never the start of either.)
+    private static func isPreallocated(from position: Int, in bytes: [UInt8]) -> Bool {
+        bytes[position...].allSatisfy { $0 == 0 }
     }
 
     /// The frame written before each batch of records.

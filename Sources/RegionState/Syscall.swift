@@ -49,6 +49,28 @@ enum Syscall {
         }
     }
 
+    /// `pwrite(2)` at `offset` until every byte is written.
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            let written = try retrying("pwrite", path) {
+                bytes.withUnsafeBytes { Glibc.pwrite(descriptor, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+            }
+            done += written
+        }
+    }
+
+    /// `posix_fallocate(3)`: reserves the blocks of `offset..<offset + length`
+    /// and extends the file over them; the new bytes read as zeros. Throws
+    /// when there is no room. (It returns the error instead of setting errno.)
+    static func preallocate(_ descriptor: Int32, offset: Int, length: Int, path: String) throws(SystemError) {
+        var result: Int32
+        repeat {
+            result = Glibc.posix_fallocate(descriptor, off_t(offset), off_t(length))
+        } while result == EINTR
+        if result != 0 { throw SystemError(call: "posix_fallocate", path: path, errno: result) }
+    }
+
     /// Reads a whole file: `open`, `fstat`, `read(2)` until end of file.
     static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
         let descriptor = try open(path, O_RDONLY)
@@ -75,6 +97,12 @@ enum Syscall {
     /// `fsync(2)`.
     static func fsync(_ descriptor: Int32, path: String) throws(SystemError) {
         _ = try retrying("fsync", path) { Glibc.fsync(descriptor) }
+    }
+
+    /// `fdatasync(2)`: the data and what reading it back needs (the size, the
+    /// block map), without the timestamps `fsync` would also write.
+    static func fdatasync(_ descriptor: Int32, path: String) throws(SystemError) {
+        _ = try retrying("fdatasync", path) { Glibc.fdatasync(descriptor) }
     }
 
     /// `ftruncate(2)`.

@@ -178,10 +178,13 @@ import Testing
         }
 
         // The old records stay as they were, the new ones follow them
-        // unbatched, as format 1 has them, and the header still says 1.
+        // unbatched, as format 1 has them, and the header still says 1;
+        // after them only the zeros preallocated for later records.
         var records: [UInt8] = []
         for record in appended { record.appendFramed(to: &records) }
-        #expect(try contents(journalPath) == before + records)
+        let after = try contents(journalPath)
+        #expect(Array(after.prefix(before.count + records.count)) == before + records)
+        #expect(after.dropFirst(before.count + records.count).allSatisfy { $0 == 0 })
         #expect(try formatVersion(ofFile: journalPath) == 1)
         let names = try FileManager.default.contentsOfDirectory(atPath: copy.path)
         #expect(names.sorted() == (fixture.files + [StateFiles.lockName]).sorted())

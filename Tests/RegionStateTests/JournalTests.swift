@@ -212,6 +212,69 @@ import Testing
         #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("record 1") && "\($0)".contains("intact batches follow") } == true)
     }
 
+    /// The writer grows a journal by preallocated chunks of zeros, so a
+    /// batch's fdatasync need not write the file's size: those zeros are the
+    /// normal end of a journal, not damage, and appends go on right after
+    /// the last batch, not after the zeros.
+    @Test func preallocatedZerosAfterTheLastBatchAreNoDamageAndAppendsFollowTheBatches() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let first: [JournalRecord] = (0..<5).map { .allocate(region(UInt64($0) * MiB, class: 0, label: "r\($0)")) }
+        try write(first, to: directory.path)
+        let written = try Syscall.readAll(journalPath)
+        let parsed = try StateFiles.parseJournal(written, path: journalPath, generation: 0)
+        #expect(written.count == StateFiles.headerSize + Journal.preallocationChunk, "one chunk preallocated")
+        #expect(parsed.tear == nil && parsed.records == first)
+        #expect(written[parsed.validLength...].allSatisfy { $0 == 0 })
+
+        let capture = LogCapture()
+        let journal = try Journal(directory: directory.path, logger: capture.logger)
+        #expect(try journal.load().regions == expectedRegions(after: first))
+        #expect(!capture.messages.contains { $0.level >= .warning }, "\(capture.messages)")
+        let later: [JournalRecord] = [.release(offset: 0), .allocate(region(64 * MiB, class: 3, label: "later"))]
+        try appendAndWait(journal, later)
+        journal.close()
+
+        let again = try StateFiles.parseJournal(try Syscall.readAll(journalPath), path: journalPath, generation: 0)
+        #expect(again.records == first + later && again.tear == nil)
+        #expect(again.validLength > parsed.validLength && again.size == written.count, "written into the zeros, no growth")
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == expectedRegions(after: first + later))
+    }
+
+    /// A batch torn inside preallocated space (its first bytes landed, the
+    /// rest are still zeros) was never acknowledged: it is cut off.
+    @Test func aTornBatchInPreallocatedSpaceIsCutOff() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let kept: [JournalRecord] = [.allocate(region(0, class: 0, label: "kept"))]
+        let torn = batch([.allocate(region(MiB, class: 0, label: "torn"))])
+        var bytes = journalHeader(version: 3) + batch(kept)
+        bytes += torn.prefix(torn.count / 2)
+        bytes += [UInt8](repeating: 0, count: 8192)
+        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+
+        let capture = LogCapture()
+        let journal = try Journal(directory: directory.path, logger: capture.logger)
+        defer { journal.close() }
+        #expect(try journal.load().regions == expectedRegions(after: kept))
+        #expect(capture.messages.contains { $0.level == .warning && $0.text.contains("torn") })
+    }
+
+    /// Zeros with an intact batch after them are a hole in acknowledged
+    /// data, not preallocated space: the load still refuses.
+    @Test func zerosWithAnIntactBatchAfterThemStillStopTheLoad() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        var bytes = journalHeader(version: 3) + batch([.allocate(region(0, class: 0))])
+        bytes += [UInt8](repeating: 0, count: 4096)
+        bytes += batch([.release(offset: 0)])
+        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        let error = try loadError(directory.path)
+        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("intact batches follow") } == true)
+    }
+
     /// A version 1 journal (records without batch frames, as regiond wrote
     /// before) loads, takes appends in its own format, and loads again.
     @Test func aVersion1JournalLoadsAndTakesAppends() throws {
@@ -224,7 +287,9 @@ import Testing
         try appendAndWait(journal, [.release(offset: 0)])
         journal.close()
         let bytes = try Syscall.readAll(journalPath)
-        #expect(Array(bytes[16...]) == (records + [.release(offset: 0)]).flatMap(framed), "no batch frame in a version 1 file")
+        let expected = (records + [.release(offset: 0)]).flatMap(framed)
+        #expect(Array(bytes[16..<(16 + expected.count)]) == expected, "no batch frame in a version 1 file")
+        #expect(bytes[(16 + expected.count)...].allSatisfy { $0 == 0 }, "then only preallocated zeros")
         let reloaded = try Journal(directory: directory.path, logger: testLogger())
         defer { reloaded.close() }
         #expect(try reloaded.load().regions == expectedRegions(after: records + [.release(offset: 0)]))
@@ -412,7 +477,7 @@ import Testing
         #expect(order.map(\.0) == sequences.reversed())
         #expect(order.allSatisfy { !$0.1 })
         #expect(!journal.isHealthy)
-        let full = JournalError.system(SystemError(call: "write", path: journalPath, errno: ENOSPC))
+        let full = JournalError.system(SystemError(call: "pwrite", path: journalPath, errno: ENOSPC))
         #expect(throws: JournalError.failed(full)) { try journal.append(.release(offset: MiB)) { _ in } }
         #expect(try fileSize(journalPath) == durableSize)
 
