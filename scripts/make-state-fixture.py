@@ -1,4 +1,9 @@
-"""Drives a regiond binary over HTTP to write a state directory fixture."""
+"""Drives a regiond binary over HTTP to write a state directory fixture.
+
+Usage: make-state-fixture.py BINARY STATE_DIR journal|snapshot > EXPECTED.json
+Prints the listing just before a SIGTERM, when it was taken, and every
+request sent with an Idempotency-Key (for Tests/RegionStateTests/Fixtures).
+"""
 import http.client, json, subprocess, sys, time, os, shutil
 
 binary, state, kind = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -29,19 +34,12 @@ def post(body, key=None):
     if key: keyed.append({"key": key, "request": body, "offset": b["offset"]})
     return b
 
-if kind == "snapshot":
-    # Leases of 1 s in batches: every expiry is one release record, so the
-    # journal passes 65,536 records and compacts without a request each.
-    rounds = 0
-    while True:
-        for _ in range(4):
-            s, b = call("POST", "/regions/batch", {"regions": [{"size": 1048576, "ttl": 1}] * 1024})
-            assert s == 201, (s, b)
-        while call("GET", "/pool")[1]["regionCount"] != 0:
-            time.sleep(0.2)
-        rounds += 1
-        if rounds == 15: break
-    pre = True
+keyed = []  # requests with an Idempotency-Key, to replay after loading
+def post(body, key=None):
+    s, b = call("POST", "/regions", body, {"Idempotency-Key": key} if key else None)
+    assert s in (200, 201), (s, b)
+    if key: keyed.append({"key": key, "request": body, "offset": b["offset"]})
+    return b
 
 def scenario(tag):
     a = post({"size": 1048576, "label": f"vm-a {tag}"}, key=f"{tag}-a")
@@ -62,12 +60,15 @@ def scenario(tag):
 
 if kind == "snapshot":
     scenario("before")
-    # One more round of expiring leases passes the compaction point.
-    while True:
-        s, b = call("POST", "/regions/batch", {"regions": [{"size": 1048576, "ttl": 1}] * 1024})
-        assert s == 201, (s, b)
-        while call("GET", "/pool")[1]["regionCount"] > 20: time.sleep(0.2)
-        if any(n.startswith("snapshot-") for n in os.listdir(state)): break
+    # Leases of 1 s in batches: every expiry is one release record, so the
+    # journal passes 65,536 records and compacts without a request each;
+    # the snapshot then holds the shares, leases and keys of "before".
+    live = call("GET", "/pool")[1]["regionCount"]
+    while not any(n.startswith("snapshot-") for n in os.listdir(state)):
+        for _ in range(3):
+            s, b = call("POST", "/regions/batch", {"regions": [{"size": 1048576, "ttl": 1}] * 1024})
+            assert s == 201, (s, b)
+        while call("GET", "/pool")[1]["regionCount"] > live: time.sleep(0.2)
     s1 = scenario("after")
     s, _ = call("DELETE", f"/regions/{s1['offset']}"); assert s == 200
 else:

@@ -68,6 +68,23 @@ public struct PoolAllocator: Sendable {
         return Region(offset: Self.offset(k, slot), memoryClass: wanted)
     }
 
+    /// Where ``allocate(size:)`` would put a region of `size` bytes, without
+    /// changing anything: the offset of the lowest free region of the
+    /// smallest class that has one (allocating splits it down to its first
+    /// child, which starts at the same offset).
+    public func placement(size: UInt64) throws(PoolError) -> Region {
+        let wanted = memoryClass(for: size)
+        guard wanted.isValid else { throw .invalidMemoryClass }
+        var k = wanted.rawValue
+        while k < MemoryClass.count && freeWords[k] == 0 {
+            k += 1
+        }
+        guard k < MemoryClass.count else { throw .notEnoughSpace }
+        let word = freeWords[k].trailingZeroBitCount
+        let slot = word << 6 | free[unchecked: Self.base(k) + word].trailingZeroBitCount
+        return Region(offset: Self.offset(k, slot), memoryClass: wanted)
+    }
+
     /// Gives back the region that starts at `offset`, merging four free
     /// buddies into their parent, up the tree.
     @discardableResult

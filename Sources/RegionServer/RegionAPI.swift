@@ -41,6 +41,7 @@ public enum RegionAPI {
             let body: AllocateBody
             let key: String?
             do throws(HTTPError) {
+                try checkQuery(request, allowing: [])
                 body = try decodeAllocation(request.body)
                 key = try idempotencyKey(request)
             } catch {
@@ -51,16 +52,19 @@ public enum RegionAPI {
                 size: body.size, label: body.label, key: key, share: body.share, ttl: body.ttl)
             service.allocate(allocation) { result in
                 switch result {
-                case .success(.created(let region)):
-                    metrics.recordAllocation()
-                    respond(bodies.response(201, region, headers: [("Location", "/regions/\(region.offset)")]))
-                case .success(.replayed(let region)):
-                    respond(
-                        bodies.response(
-                            200, region,
-                            headers: [("Location", "/regions/\(region.offset)"), ("Idempotent-Replayed", "true")]))
-                case .success(.joined(let region)):
-                    respond(bodies.response(200, region, headers: [("Location", "/regions/\(region.offset)")]))
+                case .success(let allocation):
+                    let region = allocation.region
+                    var headers = [("Location", location(region, ref: allocation.ref))]
+                    switch allocation {
+                    case .created:
+                        metrics.recordAllocation()
+                        respond(bodies.response(201, region, ref: allocation.ref, headers: headers))
+                    case .replayed:
+                        headers.append(("Idempotent-Replayed", "true"))
+                        respond(bodies.response(200, region, ref: allocation.ref, headers: headers))
+                    case .joined:
+                        respond(bodies.response(200, region, ref: allocation.ref, headers: headers))
+                    }
                 case .failure(let error):
                     let error = httpError(error)
                     metrics.recordAllocationFailure(reason: error.code)
@@ -80,6 +84,7 @@ public enum RegionAPI {
                 metrics.recordAllocationFailure(reason: error.code)
                 throw error
             }
+            try checkQuery(request, allowing: [])
             let requests = batch.items.map {
                 RegionService.Request(size: $0.size, label: $0.label, share: $0.share, ttl: $0.ttl)
             }
@@ -89,7 +94,10 @@ public enum RegionAPI {
                     for allocation in allocations {
                         if case .created = allocation { metrics.recordAllocation() }
                     }
-                    respond(Response(status: 201, json: RegionListBody(regions: allocations.map { RegionBody($0.region) })))
+                    respond(
+                        Response(
+                            status: 201,
+                            json: RegionListBody(regions: allocations.map { RegionBody($0.region, ref: $0.ref) })))
                 case .failure(let error):
                     let error = httpError(error)
                     metrics.recordAllocationFailure(reason: error.code)
@@ -99,45 +107,72 @@ public enum RegionAPI {
         }
         router.on("POST", "/regions/{offset}/renew") { (request, parameters, respond) throws(HTTPError) in
             let offset = try parseOffset(parameters["offset"]!)
+            let (id, ref) = try identity(request)
             guard let body = RenewBody.read(request.body) else {
                 throw HTTPError(
                     400, "invalid_request",
                     "the body must be empty or a JSON object with an optional integer \"ttl\" from 1 to 2592000 seconds")
             }
-            service.renew(offset: offset, ttl: body.ttl) { result in
+            service.renew(offset: offset, id: id, ref: ref, ttl: body.ttl) { result in
                 switch result {
-                case .success(let region): respond(bodies.response(200, region))
+                case .success(let region): respond(bodies.response(200, region, ref: ref))
                 case .failure(let error): respond(httpError(error).response)
                 }
             }
         }
-        router.on("GET", "/regions", now: { (request, _) throws(HTTPError) in
-            let regions = try mapped { () throws(RegionError) in try service.regions(label: request.query["label"]) }
-            return Response(status: 200, json: RegionListBody(regions: regions.map { RegionBody($0) }))
-        })
-        router.on("GET", "/regions/{offset}", now: { (_, parameters) throws(HTTPError) in
-            let offset = try parseOffset(parameters["offset"]!)
-            guard let region = try mapped({ () throws(RegionError) in try service.region(at: offset) }) else {
-                throw httpError(.notAllocated)
-            }
-            return bodies.response(200, region)
-        })
-        router.on("DELETE", "/regions/{offset}") { (_, parameters, respond) throws(HTTPError) in
-            let offset = try parseOffset(parameters["offset"]!)
-            service.release(offset: offset) { result in
+        router.on("GET", "/regions") { (request, _, respond) throws(HTTPError) in
+            try checkQuery(request, allowing: ["label"])
+            service.regions(label: request.query["label"]) { result in
                 switch result {
-                case .success(.released(let region)) where region.share != nil:
-                    respond(Response(status: 200, json: RegionBody(region, refs: 0)))
-                case .success(.released(let region)), .success(.dropped(let region)):
-                    respond(bodies.response(200, region))
+                case .success(let regions):
+                    respond(Response(status: 200, json: RegionListBody(regions: regions.map { RegionBody($0) })))
                 case .failure(let error): respond(httpError(error).response)
                 }
             }
         }
-        router.on("GET", "/pool", now: { _, _ in
-            let figures = service.poolFigures
-            return Response(status: 200, json: PoolBody(figures.pool, wastedBytes: figures.wastedBytes))
-        })
+        router.on("DELETE", "/regions") { (request, _, respond) throws(HTTPError) in
+            try checkQuery(request, allowing: ["label"])
+            guard let label = request.query["label"], !label.isEmpty else {
+                throw HTTPError(400, "invalid_request", "give the label whose regions and references to release: ?label=<label>")
+            }
+            service.release(label: label) { result in
+                switch result {
+                case .success(let regions):
+                    respond(Response(status: 200, json: RegionListBody(regions: regions.map { RegionBody($0) })))
+                case .failure(let error): respond(httpError(error).response)
+                }
+            }
+        }
+        router.on("GET", "/regions/{offset}") { (request, parameters, respond) throws(HTTPError) in
+            let offset = try parseOffset(parameters["offset"]!)
+            let (id, ref) = try identity(request)
+            service.region(at: offset, id: id, ref: ref) { result in
+                switch result {
+                case .success(let region): respond(bodies.response(200, region, ref: ref))
+                case .failure(let error): respond(httpError(error).response)
+                }
+            }
+        }
+        router.on("DELETE", "/regions/{offset}") { (request, parameters, respond) throws(HTTPError) in
+            let offset = try parseOffset(parameters["offset"]!)
+            let (id, ref) = try identity(request)
+            service.release(offset: offset, id: id, ref: ref) { result in
+                switch result {
+                case .success(let release): respond(bodies.response(200, release.region, ref: release.ref))
+                case .failure(let error): respond(httpError(error).response)
+                }
+            }
+        }
+        router.on("GET", "/pool") { (request, _, respond) throws(HTTPError) in
+            try checkQuery(request, allowing: [])
+            service.poolFigures { result in
+                switch result {
+                case .success(let figures):
+                    respond(Response(status: 200, json: PoolBody(figures.pool, wastedBytes: figures.wastedBytes)))
+                case .failure(let error): respond(httpError(error).response)
+                }
+            }
+        }
         // Encoded once: the probes are asked often.
         let ok = Response(status: 200, json: StatusBody(status: "ok"))
         router.on("GET", "/livez", now: { _, _ in ok })
@@ -146,11 +181,18 @@ public enum RegionAPI {
             guard service.isReady else { throw HTTPError(503, "not_ready", "the state is not loaded or not writable") }
             return ok
         })
-        router.on("GET", "/metrics", now: { _, _ in
-            Response(
-                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.exposition(service.poolFigures))
-        })
+        router.on("GET", "/metrics") { _, _, respond in
+            service.poolFigures { result in
+                switch result {
+                case .success(let figures):
+                    respond(
+                        Response(
+                            status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                            body: metrics.exposition(figures)))
+                case .failure(let error): respond(httpError(error).response)
+                }
+            }
+        }
         router.on("GET", "/openapi.yaml", now: { _, _ in
             Response(status: 200, headers: [("Content-Type", "application/yaml")], body: PackageResources.openapi_yaml)
         })
@@ -178,6 +220,34 @@ public enum RegionAPI {
             throw HTTPError(400, "invalid_request", "Idempotency-Key must be 1 to 255 visible ASCII characters")
         }
         return key
+    }
+
+    /// Where an allocation is: its offset with its id, and the reference on a shared region.
+    static func location(_ region: SavedRegion, ref: UInt64) -> String {
+        region.share == nil ? "/regions/\(region.offset)?id=\(region.id)" : "/regions/\(region.offset)?id=\(region.id)&ref=\(ref)"
+    }
+
+    /// Refuses a query argument the route does not take, naming it: a typo
+    /// (`?lable=`) must not widen what a request acts on.
+    static func checkQuery(_ request: Request, allowing names: Set<String>) throws(HTTPError) {
+        if let unknown = request.query.keys.sorted().first(where: { !names.contains($0) }) {
+            throw HTTPError(400, "invalid_request", "unknown query parameter \"\(unknown)\"")
+        }
+    }
+
+    /// The `id` and `ref` query arguments of a route on `/regions/{offset}`:
+    /// plain decimal numbers from 1, when given.
+    static func identity(_ request: Request) throws(HTTPError) -> (id: UInt64?, ref: UInt64?) {
+        try checkQuery(request, allowing: ["id", "ref"])
+        func number(_ name: String) throws(HTTPError) -> UInt64? {
+            guard let text = request.query[name] else { return nil }
+            guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let value = UInt64(text), value > 0 else {
+                throw HTTPError(
+                    400, "invalid_request", "\"\(name)\" must be a plain decimal number from 1 to 18446744073709551615")
+            }
+            return value
+        }
+        return (try number("id"), try number("ref"))
     }
 
     /// Compares without stopping at the first difference, so the time taken
@@ -209,6 +279,8 @@ public enum RegionAPI {
         case .unavailable, .loading: HTTPError(503, "state_unavailable", "\(error)")
         case .shareConflict: HTTPError(409, "share_conflict", "\(error)")
         case .notLeased: HTTPError(409, "not_leased", "\(error)")
+        case .tooManyReferences(let limit):
+            HTTPError(409, "too_many_references", "\(error)", members: ["limit": UInt64(limit)])
         case .batchItem(let index, let inner):
             {
                 var mapped = httpError(inner)

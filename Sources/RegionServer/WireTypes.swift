@@ -63,10 +63,13 @@ struct AllocateBody {
     }
 }
 
-/// A region on the wire: `{"offset", "size", "class"}` plus `"label"` when
-/// given, `"share"` and `"refs"` when shared, `"expiresAt"` (RFC 3339, UTC)
-/// when leased.
+/// A region on the wire: `{"id", "offset", "size", "class"}` plus `"label"`
+/// when given, `"share"` and `"refs"` when shared, `"expiresAt"` (RFC 3339,
+/// UTC) when leased, and `"ref"` when the answer concerns one reference (the
+/// one a `POST` took or a `DELETE` dropped).
 struct RegionBody: Encodable {
+    let id: UInt64
+    let ref: UInt64?
     let offset: UInt64
     let size: UInt64
     let memoryClass: Int
@@ -76,42 +79,22 @@ struct RegionBody: Encodable {
     let expiresAt: String?
 
     enum CodingKeys: String, CodingKey {
-        case offset, size
+        case id, ref, offset, size
         case memoryClass = "class"
         case label, share, refs, expiresAt
     }
 
-    /// The region as it is; `refs` overrides its count (0 for a shared region just released).
-    init(_ region: SavedRegion, refs: Int? = nil) {
+    /// The region as it is (`refs` 0 for a shared region just released), with the reference `ref`.
+    init(_ region: SavedRegion, ref: UInt64? = nil) {
+        id = region.id
+        self.ref = ref
         offset = region.offset
         size = try! region.memoryClass.size  // saved regions always have a valid class
         memoryClass = region.memoryClass.rawValue
         label = region.label
         share = region.share
-        self.refs = region.share == nil ? nil : refs ?? region.refs
-        expiresAt = region.lease.map { Self.rfc3339($0.expiresAt) }
-    }
-
-    /// Milliseconds since 1970 as `2026-12-04T04:12:15.250Z`.
-    static func rfc3339(_ milliseconds: Int64) -> String {
-        var seconds = Int(milliseconds.dividedRoundingDown(by: 1000))
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        let fraction = Int32(milliseconds - Int64(seconds) * 1000)
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(fraction, 3))Z"
-    }
-}
-
-extension Int64 {
-    /// Division rounding towards minus infinity.
-    fileprivate func dividedRoundingDown(by divisor: Int64) -> Int64 {
-        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
-        return remainder < 0 ? quotient - 1 : quotient
+        refs = region.share == nil ? nil : region.refs
+        expiresAt = region.lease?.expiresAtText
     }
 }
 

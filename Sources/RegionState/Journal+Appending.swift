@@ -68,16 +68,16 @@ extension Journal {
     }
 
     /// Starts a new journal generation after the last appended record and has
-    /// the writer thread write a snapshot of `liveRegions` (the live state right
+    /// the writer thread write a snapshot of `image` (the live state right
     /// after that record), then delete the older journal and snapshot. Does not
     /// block: the writer thread opens the new journal when it reaches this point.
-    public func compact(liveRegions: [SavedRegion]) {
+    public func compact(image: RegionBook.Image) {
         let signal = state.withLock { s -> Bool in
             guard s.phase == .open, s.failure == nil else { return false }
             if let last = s.segments.indices.last, s.segments[last].compaction == nil {
-                s.segments[last].compaction = liveRegions
+                s.segments[last].compaction = image
             } else {
-                s.segments.append(Segment(lastSequence: s.nextSequence - 1, compaction: liveRegions))
+                s.segments.append(Segment(lastSequence: s.nextSequence - 1, compaction: image))
             }
             s.appendedSinceSnapshot = 0
             return s.wakeWriter()

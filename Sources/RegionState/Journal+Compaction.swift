@@ -7,14 +7,14 @@ extension Journal {
     /// Switches appends to a new journal generation and schedules its
     /// snapshot. When the new journal cannot be made, appends stay in the
     /// current one and compaction waits for the next try.
-    func startGeneration(liveRegions: [SavedRegion]) {
+    func startGeneration(image: RegionBook.Image) {
         guard let old = current else { return }
         let generation = old.generation + 1
         do throws(JournalError) {
             let created = try StateFiles.createJournal(directory: directory, generation: generation)
             current = OpenFile(created: created, generation: generation)
             _ = Glibc.close(old.descriptor)
-            pendingSnapshot = (generation, liveRegions)
+            pendingSnapshot = (generation, image)
         } catch {
             logger.error("could not start a new journal; compaction is postponed", metadata: ["error": "\(error)"])
             try? Syscall.unlink(path(StateFiles.journalName(generation)))
@@ -23,25 +23,25 @@ extension Journal {
 
     /// Writes the scheduled snapshot, then deletes the generations before it.
     func writePendingSnapshot() {
-        guard let (generation, regions) = pendingSnapshot else { return }
+        guard let (generation, image) = pendingSnapshot else { return }
         pendingSnapshot = nil
         do throws(JournalError) {
-            try StateFiles.writeSnapshot(directory: directory, generation: generation, regions: regions)
+            try StateFiles.writeSnapshot(directory: directory, generation: generation, image: image)
             if try removeFiles(olderThan: generation, in: system(Syscall.listDirectory(directory))) {
                 try system(Syscall.fsyncDirectory(directory))
             }
-            logger.debug("wrote a snapshot", metadata: ["generation": "\(generation)", "regions": "\(regions.count)"])
+            logger.debug("wrote a snapshot", metadata: ["generation": "\(generation)", "regions": "\(image.entries.count)"])
         } catch {
             logger.error("could not write a snapshot; the journals it would replace stay", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Recovery, on the writer thread: a snapshot of `liveRegions` and an
+    /// Recovery, on the writer thread: a snapshot of `image` and an
     /// empty journal as a new generation; then the journal is healthy again.
-    func startOver(liveRegions: [SavedRegion]) throws(JournalError) {
+    func startOver(image: RegionBook.Image) throws(JournalError) {
         guard let old = current else { throw .notOpen }
         let generation = old.generation + 1
-        try StateFiles.writeSnapshot(directory: directory, generation: generation, regions: liveRegions)
+        try StateFiles.writeSnapshot(directory: directory, generation: generation, image: image)
         let created = try StateFiles.createJournal(directory: directory, generation: generation)
         current = OpenFile(created: created, generation: generation)
         _ = Glibc.close(old.descriptor)
@@ -51,7 +51,7 @@ extension Journal {
             s.durableSequence = s.nextSequence - 1
             s.appendedSinceSnapshot = 0
         }
-        logger.notice("journal recovered", metadata: ["generation": "\(generation)", "regions": "\(liveRegions.count)"])
+        logger.notice("journal recovered", metadata: ["generation": "\(generation)", "regions": "\(image.entries.count)"])
         do throws(JournalError) {
             if try removeFiles(olderThan: generation, in: system(Syscall.listDirectory(directory))) {
                 try system(Syscall.fsyncDirectory(directory))
@@ -61,17 +61,17 @@ extension Journal {
         }
     }
 
-    /// After a failure: writes a fresh snapshot of `liveRegions` as a new
+    /// After a failure: writes a fresh snapshot of `image` as a new
     /// generation and opens a new, empty journal; throws if the disk still
     /// fails. Does nothing while the journal is healthy.
-    public func recover(liveRegions: [SavedRegion]) throws(JournalError) {
+    public func recover(image: RegionBook.Image) throws(JournalError) {
         let outcome = RecoveryOutcome()
         let signal = try state.withLock { (s) throws(JournalError) -> Bool in
             guard s.phase == .open else { throw .notOpen }
             guard s.failure != nil else { return false }
             s.jobs.append { [self] in
                 do throws(JournalError) {
-                    try startOver(liveRegions: liveRegions)
+                    try startOver(image: image)
                 } catch {
                     outcome.result = .failure(error)
                 }

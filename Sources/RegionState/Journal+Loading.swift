@@ -1,15 +1,15 @@
 internal import Foundation
 internal import Glibc
-public import MemoryPool
 
 /// Loading a state directory: the newest complete snapshot, then every
 /// journal after it replayed through the allocator's `restore`.
 extension Journal {
-    /// Loads the newest complete snapshot and replays the journals after it;
-    /// returns the pool and the live regions keyed by offset. A torn last
-    /// record is dropped with a warning and truncated away; any other damage
-    /// throws, naming the file and the record. Afterwards the journal takes records.
-    public func load() throws(JournalError) -> (pool: PoolAllocator, regions: [UInt64: SavedRegion]) {
+    /// Loads the newest complete snapshot and replays the journals after it
+    /// into an empty book, through ``RegionBook/apply(_:now:)``: the one
+    /// interpreter of records; leases get their deadlines from `now`. A torn
+    /// last record is dropped with a warning and truncated away; any other
+    /// damage throws, naming the file and the record. Afterwards the journal takes records.
+    public func load(now: LeaseClock.Now) throws(JournalError) -> RegionBook {
         guard state.withLock({ $0.phase }) == .unloaded else { throw .notOpen }
         var names = try system(Syscall.listDirectory(directory))
         var removedFiles = false
@@ -24,11 +24,11 @@ extension Journal {
         let journals = names.compactMap { StateFiles.generation(ofFile: $0, prefix: StateFiles.journalPrefix) }
             .sorted()
 
-        var base: (generation: UInt64, regions: [SavedRegion])?
+        var base: (generation: UInt64, image: RegionBook.Image)?
         for generation in snapshots {
             let snapshotPath = path(StateFiles.snapshotName(generation))
-            if let regions = try StateFiles.readSnapshot(path: snapshotPath, generation: generation) {
-                base = (generation, regions)
+            if let image = try StateFiles.readSnapshot(path: snapshotPath, generation: generation) {
+                base = (generation, image)
                 break
             }
             logger.warning("skipping an incomplete snapshot", metadata: ["path": "\(snapshotPath)"])
@@ -57,24 +57,26 @@ extension Journal {
             }
         }
 
-        var pool = PoolAllocator()
-        var regions: [UInt64: SavedRegion] = [:]
+        var book = RegionBook()
         if let base {
             let snapshotPath = path(StateFiles.snapshotName(base.generation))
-            regions.reserveCapacity(base.regions.count)
-            for (index, region) in base.regions.enumerated() {
-                do throws(RestoreError) {
-                    try pool.restore(offset: region.offset, memoryClass: region.memoryClass)
+            for (index, entry) in base.image.entries.enumerated() {
+                do throws(RegionBook.Inapplicable) {
+                    try book.apply(.allocate(entry), now: now)
                 } catch {
                     throw .corrupt(path: snapshotPath, record: index + 1, reason: "cannot restore the region: \(error)")
                 }
-                regions[region.offset] = region
             }
+            book.advanceNextID(to: base.image.nextID)
         }
         var replayedRecords = 0
         for file in files {
             for (index, record) in file.contents.records.enumerated() {
-                try Self.apply(record, to: &pool, &regions, path: file.path, number: index + 1)
+                do throws(RegionBook.Inapplicable) {
+                    try book.apply(record, now: now)
+                } catch {
+                    throw .corrupt(path: file.path, record: index + 1, reason: error.description)
+                }
             }
             replayedRecords += file.contents.records.count
         }
@@ -104,42 +106,7 @@ extension Journal {
             $0.appendedSinceSnapshot = replayedRecords
         }
         startWriter()
-        return (pool, regions)
-    }
-
-    /// Applies one replayed record, throwing a corruption error that names the file and record.
-    static func apply(
-        _ record: JournalRecord, to pool: inout PoolAllocator, _ regions: inout [UInt64: SavedRegion],
-        path: String, number: Int
-    ) throws(JournalError) {
-        switch record {
-        case .allocate(let region):
-            do throws(RestoreError) {
-                try pool.restore(offset: region.offset, memoryClass: region.memoryClass)
-            } catch {
-                throw .corrupt(path: path, record: number, reason: "cannot replay the allocate: \(error)")
-            }
-            regions[region.offset] = region
-        case .release(let offset):
-            guard regions.removeValue(forKey: offset) != nil, (try? pool.release(offset: offset)) != nil else {
-                throw .corrupt(path: path, record: number, reason: "releases offset \(offset), where nothing is allocated")
-            }
-        case .addReference(let offset, let sharer):
-            guard regions[offset]?.share != nil else {
-                throw .corrupt(path: path, record: number, reason: "adds a reference at offset \(offset), where no shared region is")
-            }
-            regions[offset]?.sharers.append(sharer)
-        case .dropReference(let offset):
-            guard regions[offset]?.sharers.isEmpty == false else {
-                throw .corrupt(path: path, record: number, reason: "drops a reference at offset \(offset), where none is left to drop")
-            }
-            regions[offset]?.sharers.removeLast()
-        case .renew(let offset, let lease):
-            guard regions[offset] != nil else {
-                throw .corrupt(path: path, record: number, reason: "renews offset \(offset), where nothing is allocated")
-            }
-            regions[offset]?.lease = lease
-        }
+        return book
     }
 
     /// Drops a torn tail from a journal file (or rewrites a header cut short), durably.

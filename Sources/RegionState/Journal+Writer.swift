@@ -108,7 +108,7 @@ extension Journal {
                 written += UInt64(segment.count)
                 durableThrough = segment.lastSequence
             }
-            if let regions = segment.compaction { startGeneration(liveRegions: regions) }
+            if let image = segment.compaction { startGeneration(image: image) }
         }
 
         let (succeeded, failed) = state.withLock { s in

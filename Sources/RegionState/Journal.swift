@@ -2,7 +2,7 @@ internal import Dispatch
 internal import Foundation
 internal import Glibc
 public import Logging
-public import MemoryPool
+internal import MemoryPool
 
 /// The durable state of the pool: an append-only journal of checksummed
 /// records, written by one thread with group commit, and compacted now and
@@ -39,7 +39,7 @@ public final class Journal: @unchecked Sendable {
     /// The journal file records are appended to; writer thread only.
     var current: OpenFile?
     /// A snapshot to write once the current batch is done; writer thread only.
-    var pendingSnapshot: (generation: UInt64, regions: [SavedRegion])?
+    var pendingSnapshot: (generation: UInt64, image: RegionBook.Image)?
 
     /// A journal file open for appending.
     struct OpenFile {
@@ -84,8 +84,8 @@ public final class Journal: @unchecked Sendable {
         var lastSequence: UInt64
         /// How many records `bytes` holds.
         var count = 0
-        /// When set: after this segment, start a new generation whose snapshot holds these regions.
-        var compaction: [SavedRegion]?
+        /// When set: after this segment, start a new generation whose snapshot holds this image.
+        var compaction: RegionBook.Image?
     }
 
     /// What a completion learns: the record is durable, or why it never will be.

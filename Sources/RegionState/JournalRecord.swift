@@ -1,58 +1,78 @@
-public import MemoryPool
+internal import MemoryPool
 
-/// One change to the pool.
+/// One change to the book of regions. Records written since journal
+/// format 4 name the region (and reference) they act on by id; records of
+/// older formats name only an offset (their ids are `nil`, and the ids of
+/// what they allocate are 0), and the ``RegionBook`` gives their regions
+/// and references ids as it replays them, in order, the same ones each time.
 public enum JournalRecord: Hashable, Sendable {
-    /// A region was handed out.
-    case allocate(SavedRegion)
-    /// The region at `offset` was given back (its last reference, or its lease ended).
-    case release(offset: UInt64)
-    /// One more reference was taken on the shared region at `offset`.
-    case addReference(offset: UInt64, SavedRegion.Sharer)
-    /// The newest reference on the shared region at `offset` was dropped; others remain.
-    case dropReference(offset: UInt64)
-    /// The lease of the region at `offset` was renewed.
-    case renew(offset: UInt64, SavedRegion.Lease)
+    /// A region was handed out, with the references taken on it (one, except
+    /// in records of older formats and when undoing a release).
+    case allocate(RegionEntry)
+    /// The region `id` at `offset` was given back (its last reference, or its lease ended).
+    case release(offset: UInt64, id: UInt64? = nil)
+    /// One more reference was taken on the shared region `id` at `offset`.
+    case addReference(offset: UInt64, id: UInt64?, Reference)
+    /// The reference `ref` on the region `id` at `offset` was dropped; others
+    /// remain. Without `ref` (older formats), the newest one.
+    case dropReference(offset: UInt64, id: UInt64?, ref: UInt64?)
+    /// The lease of the region `id` at `offset` was renewed.
+    case renew(offset: UInt64, id: UInt64?, SavedRegion.Lease)
 }
 
 // MARK: - Binary encoding
 //
 // Record:  [payload length UInt32 LE][CRC32C of payload UInt32 LE][payload]
-// Payload: type, offset UInt64 LE, then by type:
-//   1 allocate   class byte, requested size UInt64 LE (0 when unknown: no
-//                request asks for 0 bytes and succeeds), label, idempotency key
-//   2 release    nothing
-//   3 allocate   as 1, then the extension: share key, lease (seconds UInt32
-//                LE, 0 for none; expiry Int64 LE ms since 1970), sharer
-//                count UInt16 LE and each sharer (key, requested size, label)
-//   4 add a reference      key, requested size UInt64 LE, label
-//   5 drop a reference     nothing
-//   6 renew                seconds UInt32 LE, expiry Int64 LE
-// String:  UInt16 LE byte count (0xFFFF means nil), then the UTF-8 bytes.
-// Types 3-6 appear from journal format 3 on; a region without a share key,
-// sharers or lease is still written as type 1.
+// Payload: type, then by type (integers little-endian):
+//   1 allocate   offset UInt64, class byte, requested size UInt64 (0 when
+//                unknown: no request asks for 0 bytes and succeeds), label,
+//                idempotency key
+//   2 release    offset UInt64
+//   3 allocate   as 1, then share key, lease (seconds UInt32, 0 for none;
+//                expiry Int64 ms since 1970), sharer count UInt16 and each
+//                sharer (key, requested size UInt64, label)
+//   4 add a reference      offset UInt64, key, requested size UInt64, label
+//   5 drop a reference     offset UInt64 (the newest reference)
+//   6 renew                offset UInt64, seconds UInt32, expiry Int64
+//   7 allocate   an entry: id UInt64, offset UInt64, class byte, requested
+//                size UInt64, label, share key, lease seconds UInt32 and
+//                expiry Int64, reference count UInt32 and each reference
+//   8 release              offset UInt64, id UInt64
+//   9 add a reference      offset UInt64, id UInt64, a reference
+//  10 drop a reference     offset UInt64, id UInt64, reference id UInt64
+//  11 renew                offset UInt64, id UInt64, seconds UInt32, expiry Int64
+// An id of 0 in records 8 to 11 names no particular region or reference
+// (whatever is at the offset; the newest reference); in an entry or a
+// reference, it is one for the book to give when it applies the record.
+// Reference: id UInt64, key, requested size UInt64 (0 unknown), label, ttl UInt32 (0 none).
+// String:  UInt16 byte count (0xFFFF means nil), then the UTF-8 bytes.
+// Types 1-6 were written before ids (journal formats 1 to 3) and are only
+// read; types 7-11 are what this code writes, in files of every format.
 
 extension JournalRecord {
-    /// Type byte of an allocate payload.
     static let allocateType: UInt8 = 1
-    /// Type byte of a release payload.
     static let releaseType: UInt8 = 2
-    /// Type byte of an allocate payload with the extension.
     static let extendedAllocateType: UInt8 = 3
     static let addReferenceType: UInt8 = 4
     static let dropReferenceType: UInt8 = 5
     static let renewType: UInt8 = 6
+    static let identifiedAllocateType: UInt8 = 7
+    static let identifiedReleaseType: UInt8 = 8
+    static let identifiedAddReferenceType: UInt8 = 9
+    static let identifiedDropReferenceType: UInt8 = 10
+    static let identifiedRenewType: UInt8 = 11
     /// Bytes before the payload: its length and its checksum.
     static let frameHeaderSize = 8
-    /// The shortest payload: a release.
+    /// The shortest payload: a release of format 1.
     static let minimumPayloadSize = 9
-    /// The longest payload: an extended allocate with three strings of the longest length.
-    static let maximumPayloadSize = 1 + 8 + 1 + 8 + 3 * (2 + Int(UInt16.max - 1)) + 4 + 8 + 2
+    /// The longest payload: an allocate with one reference and five strings of the longest length.
+    static let maximumPayloadSize = 128 + 5 * (2 + Int(UInt16.max - 1))
 
     /// Whether the strings fit the format's 16-bit string lengths.
     var isEncodable: Bool {
         switch self {
-        case .allocate(let region): region.isEncodable && region.sharers.isEmpty
-        case .addReference(_, let sharer): sharer.isEncodable
+        case .allocate(let entry): entry.isEncodable && entry.references.count == 1
+        case .addReference(_, _, let reference): reference.isEncodable
         case .release, .dropReference, .renew: true
         }
     }
@@ -62,22 +82,27 @@ extension JournalRecord {
         let start = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: Self.frameHeaderSize))
         switch self {
-        case .allocate(let region):
-            bytes.append(region.needsExtension ? Self.extendedAllocateType : Self.allocateType)
-            region.append(to: &bytes, extended: region.needsExtension)
-        case .release(let offset):
-            bytes.append(Self.releaseType)
+        case .allocate(let entry):
+            bytes.append(Self.identifiedAllocateType)
+            entry.append(to: &bytes)
+        case .release(let offset, let id):
+            bytes.append(Self.identifiedReleaseType)
             bytes.appendLittleEndian(offset)
-        case .addReference(let offset, let sharer):
-            bytes.append(Self.addReferenceType)
+            bytes.appendLittleEndian(id ?? 0)
+        case .addReference(let offset, let id, let reference):
+            bytes.append(Self.identifiedAddReferenceType)
             bytes.appendLittleEndian(offset)
-            sharer.append(to: &bytes)
-        case .dropReference(let offset):
-            bytes.append(Self.dropReferenceType)
+            bytes.appendLittleEndian(id ?? 0)
+            reference.append(to: &bytes)
+        case .dropReference(let offset, let id, let ref):
+            bytes.append(Self.identifiedDropReferenceType)
             bytes.appendLittleEndian(offset)
-        case .renew(let offset, let lease):
-            bytes.append(Self.renewType)
+            bytes.appendLittleEndian(id ?? 0)
+            bytes.appendLittleEndian(ref ?? 0)
+        case .renew(let offset, let id, let lease):
+            bytes.append(Self.identifiedRenewType)
             bytes.appendLittleEndian(offset)
+            bytes.appendLittleEndian(id ?? 0)
             bytes.appendLittleEndian(lease.seconds)
             bytes.appendLittleEndian(lease.expiresAt)
         }
@@ -93,17 +118,27 @@ extension JournalRecord {
         let record: JournalRecord
         switch type {
         case allocateType:
-            record = .allocate(try reader.savedRegion(extended: false))
+            record = .allocate(try reader.legacyEntry(extended: false))
         case releaseType:
-            record = .release(offset: try reader.uint64())
+            record = .release(offset: try reader.uint64(), id: nil)
         case extendedAllocateType:
-            record = .allocate(try reader.savedRegion(extended: true))
+            record = .allocate(try reader.legacyEntry(extended: true))
         case addReferenceType:
-            record = .addReference(offset: try reader.uint64(), try reader.sharer())
+            record = .addReference(offset: try reader.uint64(), id: nil, try reader.legacyReference())
         case dropReferenceType:
-            record = .dropReference(offset: try reader.uint64())
+            record = .dropReference(offset: try reader.uint64(), id: nil, ref: nil)
         case renewType:
-            record = .renew(offset: try reader.uint64(), try reader.lease())
+            record = .renew(offset: try reader.uint64(), id: nil, try reader.lease())
+        case identifiedAllocateType:
+            record = .allocate(try reader.entry())
+        case identifiedReleaseType:
+            record = .release(offset: try reader.uint64(), id: try reader.identifier())
+        case identifiedAddReferenceType:
+            record = .addReference(offset: try reader.uint64(), id: try reader.identifier(), try reader.reference())
+        case identifiedDropReferenceType:
+            record = .dropReference(offset: try reader.uint64(), id: try reader.identifier(), ref: try reader.identifier())
+        case identifiedRenewType:
+            record = .renew(offset: try reader.uint64(), id: try reader.identifier(), try reader.lease())
         default:
             throw MalformedBytes(reason: "unknown record type \(type)")
         }
@@ -119,44 +154,39 @@ private func fits(_ string: String?) -> Bool {
     (string?.utf8.count ?? 0) < Int(UInt16.max)
 }
 
-extension SavedRegion {
+extension RegionEntry {
     /// Whether every string fits the format's 16-bit string lengths.
     var isEncodable: Bool {
-        fits(label) && fits(idempotencyKey) && fits(share) && sharers.allSatisfy(\.isEncodable)
-            && sharers.count < Int(UInt16.max)
+        fits(region.label) && fits(region.share) && references.allSatisfy(\.isEncodable)
+            && references.count <= Int(UInt32.max)
     }
 
-    /// Whether the region needs the extension (type 3, snapshot format 2).
-    var needsExtension: Bool {
-        share != nil || !sharers.isEmpty || lease != nil
-    }
-
-    /// Appends offset, class, requested size, label and key, then with
-    /// `extended` the share key, lease and sharers: the body of an allocate
-    /// record and a snapshot entry.
-    func append(to bytes: inout [UInt8], extended: Bool) {
+    /// Appends the entry: the body of an allocate record (type 7) and of a
+    /// snapshot entry (format 3).
+    func append(to bytes: inout [UInt8]) {
         precondition(isEncodable, "append checks isEncodable before a region is saved")
-        bytes.appendLittleEndian(offset)
-        bytes.append(UInt8(truncatingIfNeeded: memoryClass.rawValue))
-        bytes.appendLittleEndian(requestedSize ?? 0)
-        bytes.appendString(label)
-        bytes.appendString(idempotencyKey)
-        guard extended else { return }
-        bytes.appendString(share)
-        bytes.appendLittleEndian(lease?.seconds ?? 0)
-        bytes.appendLittleEndian(lease?.expiresAt ?? 0)
-        bytes.appendLittleEndian(UInt16(sharers.count))
-        for sharer in sharers { sharer.append(to: &bytes) }
+        bytes.appendLittleEndian(region.id)
+        bytes.appendLittleEndian(region.offset)
+        bytes.append(UInt8(truncatingIfNeeded: region.memoryClass.rawValue))
+        bytes.appendLittleEndian(region.requestedSize ?? 0)
+        bytes.appendString(region.label)
+        bytes.appendString(region.share)
+        bytes.appendLittleEndian(region.lease?.seconds ?? 0)
+        bytes.appendLittleEndian(region.lease?.expiresAt ?? 0)
+        bytes.appendLittleEndian(UInt32(references.count))
+        for reference in references { reference.append(to: &bytes) }
     }
 }
 
-extension SavedRegion.Sharer {
-    var isEncodable: Bool { fits(idempotencyKey) && fits(label) }
+extension Reference {
+    var isEncodable: Bool { fits(key) && fits(label) }
 
     func append(to bytes: inout [UInt8]) {
-        bytes.appendString(idempotencyKey)
-        bytes.appendLittleEndian(requestedSize)
+        bytes.appendLittleEndian(id)
+        bytes.appendString(key)
+        bytes.appendLittleEndian(requestedSize ?? 0)
         bytes.appendString(label)
+        bytes.appendLittleEndian(ttl ?? 0)
     }
 }
 
@@ -245,30 +275,75 @@ struct ByteReader {
         return string
     }
 
-    /// Reads what `SavedRegion.append(to:extended:)` wrote.
-    mutating func savedRegion(extended: Bool) throws(MalformedBytes) -> SavedRegion {
+    /// Reads the id of the region or reference a record acts on: 0 is none (any).
+    mutating func identifier() throws(MalformedBytes) -> UInt64? {
+        let id = try uint64()
+        return id == 0 ? nil : id
+    }
+
+    /// Reads what `RegionEntry.append(to:)` wrote.
+    mutating func entry() throws(MalformedBytes) -> RegionEntry {
+        let id = try uint64()  // 0: one for the book to give, as to older formats
         let offset = try uint64()
         let memoryClass = MemoryClass(rawValue: Int(try uint8()))
         let requestedSize = try uint64()
         let label = try string()
-        let key = try string()
-        var region = SavedRegion(
-            offset: offset, memoryClass: memoryClass, label: label, idempotencyKey: key,
-            requestedSize: requestedSize == 0 ? nil : requestedSize)
-        guard extended else { return region }
-        region.share = try string()
+        let share = try string()
         let lease = try lease()
-        region.lease = lease.seconds == 0 ? nil : lease
-        let count: UInt16 = try integer()
-        for _ in 0..<count { region.sharers.append(try sharer()) }
-        return region
+        let count = try uint32()
+        guard count > 0 else { throw MalformedBytes(reason: "a region without references") }
+        var references: [Reference] = []
+        references.reserveCapacity(Int(min(count, 1 << 16)))
+        for _ in 0..<count { references.append(try reference()) }
+        let region = SavedRegion(
+            id: id, offset: offset, memoryClass: memoryClass, label: label,
+            requestedSize: requestedSize == 0 ? nil : requestedSize, share: share,
+            lease: lease.seconds == 0 ? nil : lease, refs: Int(count))
+        return RegionEntry(region, references: references)
     }
 
-    /// Reads what `SavedRegion.Sharer.append(to:)` wrote.
-    mutating func sharer() throws(MalformedBytes) -> SavedRegion.Sharer {
+    /// Reads what `Reference.append(to:)` wrote.
+    mutating func reference() throws(MalformedBytes) -> Reference {
+        let id = try uint64()  // 0: one for the book to give
         let key = try string()
         let requestedSize = try uint64()
-        return SavedRegion.Sharer(idempotencyKey: key, requestedSize: requestedSize, label: try string())
+        let label = try string()
+        let ttl = try uint32()
+        return Reference(
+            id: id, key: key, requestedSize: requestedSize == 0 ? nil : requestedSize, label: label,
+            ttl: ttl == 0 ? nil : ttl)
+    }
+
+    /// Reads a region of the formats before ids (allocate records of types 1
+    /// and 3, snapshot formats 1 and 2): the first request's key becomes the
+    /// first reference, each sharer one more; every id is 0, for the book to give.
+    mutating func legacyEntry(extended: Bool) throws(MalformedBytes) -> RegionEntry {
+        let offset = try uint64()
+        let memoryClass = MemoryClass(rawValue: Int(try uint8()))
+        let requested = try uint64()
+        let requestedSize = requested == 0 ? nil : requested
+        let label = try string()
+        let key = try string()
+        var region = SavedRegion(id: 0, offset: offset, memoryClass: memoryClass, label: label, requestedSize: requestedSize)
+        var references = [Reference(id: 0, key: key, requestedSize: requestedSize, label: label)]
+        if extended {
+            region.share = try string()
+            let lease = try lease()
+            region.lease = lease.seconds == 0 ? nil : lease
+            // Those regionds compared a replay with the current lease: the best guess of what was asked.
+            references[0].ttl = region.lease?.seconds
+            let count: UInt16 = try integer()
+            for _ in 0..<count { references.append(try legacyReference()) }
+        }
+        region.refs = references.count
+        return RegionEntry(region, references: references)
+    }
+
+    /// Reads a sharer of the formats before ids (key, requested size, label), with id 0.
+    mutating func legacyReference() throws(MalformedBytes) -> Reference {
+        let key = try string()
+        let requestedSize = try uint64()
+        return Reference(id: 0, key: key, requestedSize: requestedSize, label: try string())
     }
 
     /// Reads a lease: seconds and expiry.

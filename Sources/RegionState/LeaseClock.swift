@@ -27,9 +27,30 @@ public struct LeaseClock: Sendable {
         },
         monotonic: { ContinuousClock.now })
 
-    /// When `lease` ends on the monotonic clock: as many milliseconds from
-    /// now as the wall clock says are left (none, if it has passed).
-    func deadline(_ lease: SavedRegion.Lease) -> ContinuousClock.Instant {
-        monotonic() + .milliseconds(max(0, lease.expiresAt - wallMilliseconds()))
+    /// Both clocks, read once.
+    public func now() -> Now {
+        Now(wall: wallMilliseconds(), monotonic: monotonic())
+    }
+
+    /// A moment on both clocks.
+    public struct Now: Sendable {
+        /// Milliseconds since 1970.
+        public var wall: Int64
+        /// The same moment on the monotonic clock.
+        public var monotonic: ContinuousClock.Instant
+
+        public init(wall: Int64, monotonic: ContinuousClock.Instant) {
+            self.wall = wall
+            self.monotonic = monotonic
+        }
+
+        /// When a lease that ends at `expiresAt` (wall clock) ends on the
+        /// monotonic clock: as many milliseconds from now as are left (none,
+        /// if it has passed). Taken once, when a lease starts, is renewed or
+        /// is loaded; a lease started now for `s` seconds ends exactly `s`
+        /// seconds from now, whatever the wall clock does meanwhile.
+        public func deadline(_ expiresAt: Int64) -> ContinuousClock.Instant {
+            monotonic + .milliseconds(max(0, expiresAt - wall))
+        }
     }
 }

@@ -17,8 +17,10 @@ public indirect enum RegionError: Error, Equatable, Sendable, CustomStringConver
     case loading
     /// The share key names a region of another class.
     case shareConflict(share: String, memoryClass: MemoryClass)
-    /// A renewal without a length, of a region that has no lease.
+    /// A renewal of a region that has no lease.
     case notLeased
+    /// The shared region holds as many references as it may.
+    case tooManyReferences(limit: Int)
     /// The item at `index` of a batch failed; the batch did nothing.
     case batchItem(index: Int, RegionError)
 
@@ -27,12 +29,13 @@ public indirect enum RegionError: Error, Equatable, Sendable, CustomStringConver
         case .invalidMemoryClass: "\(PoolError.invalidMemoryClass): the size must be from 1 byte to 4 GiB"
         case .notEnoughSpace: "\(PoolError.notEnoughSpace)"
         case .notAllocated: "\(PoolError.notAllocated)"
-        case .keyReused(let key): "Idempotency-Key \(key) was used for a request with another size or label"
+        case .keyReused(let key): "Idempotency-Key \(key) was used for a request with another size, label, share or ttl"
         case .unavailable: "the change could not be written to the journal; it was not made"
         case .loading: "the state is still loading"
         case .shareConflict(let share, let memoryClass):
             "share \(share) is a class \(memoryClass) region; this size needs another class"
-        case .notLeased: "the region has no lease; give a \"ttl\" to start one"
+        case .notLeased: "the region has no lease: only a leased region can be renewed"
+        case .tooManyReferences(let limit): "the shared region already holds \(limit) references, the most it may"
         case .batchItem(let index, let error): "item \(index): \(error); nothing in the batch was allocated"
         }
     }

@@ -7,26 +7,28 @@ extension RegionService {
     public func allocate(
         batch requests: [Request], completion: @escaping @Sendable (Result<[Allocation], RegionError>) -> Void
     ) {
-        let (step, applied): (Step<[Allocation]>, [Change]) = queue.sync {
+        let (step, applied): (Step<[Allocation]>, [Applied]) = queue.sync {
             guard loaded else { return (.answer(.failure(.loading)), []) }
-            var changes: [Change] = []
+            let now = clock.now()
+            var applied: [Applied] = []
             var answers: [Allocation] = []
             for (index, request) in requests.enumerated() {
-                switch decide(request) {
-                case .success(.change(let change, let answer)):
-                    apply(change)
-                    changes.append(change)
-                    answers.append(answer)
-                case .success(.replay(let region)):
-                    answers.append(.replayed(region))
+                switch book.decide(request, now: now) {
+                case .success(.allocate(let record)):
+                    applied += apply([record], now: now)
+                    answers.append(.created(book.regions[record.offset]!, ref: record.reference!))
+                case .success(.join(let record)):
+                    applied += apply([record], now: now)
+                    answers.append(.joined(book.regions[record.offset]!, ref: record.reference!))
+                case .success(.replay(let region, let ref)):
+                    answers.append(.replayed(region, ref: ref))
                 case .failure(let error):
                     // Undone newest first, as nothing happened; no journal record was written.
-                    let failure = RegionError.batchItem(index: index, error)
-                    for change in changes.reversed() { undo(change, quietly: true) }
-                    return (.answer(.failure(failure)), [])
+                    undo(applied, quietly: true)
+                    return (settled(.failure(.batchItem(index: index, error))), [])
                 }
             }
-            return commit(changes, applied: true, answering: answers, completion)
+            return commit(applied, answering: answers, completion)
         }
         applied.forEach(log)
         finish(step, completion)

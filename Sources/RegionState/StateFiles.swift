@@ -9,8 +9,10 @@ internal import Glibc
 /// journal-<16 hex digits>     the records appended since snapshot G
 /// ```
 /// Header of both kinds: magic (`RGNS` or `RGNJ`), version UInt32 LE,
-/// generation UInt64 LE. A snapshot then holds a UInt32 LE region count,
-/// the regions in offset order, and a CRC32C of everything before it.
+/// generation UInt64 LE. A snapshot then holds (from format 3) the next id
+/// UInt64 LE, a UInt32 LE region count, the regions in offset order (from
+/// format 3 as allocate records of type 7 hold them: with ids and every
+/// reference), and a CRC32C of everything before it.
 ///
 /// A journal of version 1 holds framed records back to back. Version 2
 /// wraps each group-commit write in a batch frame; version 3 (written
@@ -27,11 +29,11 @@ enum StateFiles {
     static let journalMagic: [UInt8] = Array("RGNJ".utf8)
     /// First bytes of a snapshot file.
     static let snapshotMagic: [UInt8] = Array("RGNS".utf8)
-    /// The snapshot format version this code writes (2: regions with the
-    /// extension of shares and leases).
-    static let snapshotVersion: UInt32 = 2
+    /// The snapshot format version this code writes (3: the next id, and
+    /// regions with their ids and every reference).
+    static let snapshotVersion: UInt32 = 3
     /// The snapshot format versions this code reads.
-    static let snapshotVersions: ClosedRange<UInt32> = 1...2
+    static let snapshotVersions: ClosedRange<UInt32> = 1...3
     /// The journal format version this code writes (3: batches, and the
     /// records of shares and leases).
     static let journalVersion: UInt32 = 3
@@ -104,13 +106,15 @@ enum StateFiles {
 
     // MARK: Snapshots
 
-    /// The bytes of a snapshot of `regions`, sorted by offset.
-    static func encodeSnapshot(generation: UInt64, regions: [SavedRegion]) -> [UInt8] {
+    /// The bytes of a snapshot of `image` (format 3: the next id, then the
+    /// entries in offset order).
+    static func encodeSnapshot(generation: UInt64, image: RegionBook.Image) -> [UInt8] {
         var bytes = header(magic: snapshotMagic, generation: generation, version: snapshotVersion)
-        bytes.reserveCapacity(headerSize + 8 + regions.count * 16)
-        bytes.appendLittleEndian(UInt32(regions.count))
-        for region in regions.sorted(by: { $0.offset < $1.offset }) {
-            region.append(to: &bytes, extended: true)
+        bytes.reserveCapacity(headerSize + 16 + image.entries.count * 64)
+        bytes.appendLittleEndian(image.nextID)
+        bytes.appendLittleEndian(UInt32(image.entries.count))
+        for entry in image.entries.sorted(by: { $0.region.offset < $1.region.offset }) {
+            entry.append(to: &bytes)
         }
         bytes.appendLittleEndian(CRC32C.checksum(bytes))
         return bytes
@@ -118,36 +122,38 @@ enum StateFiles {
 
     /// Reads a snapshot: nil when it is incomplete (cut short or its checksum
     /// fails); throws when it is complete but of another format or malformed.
-    static func readSnapshot(path: String, generation: UInt64) throws(JournalError) -> [SavedRegion]? {
+    /// Formats 1 and 2 hold no ids: their entries' ids are 0, and the next id is 1.
+    static func readSnapshot(path: String, generation: UInt64) throws(JournalError) -> RegionBook.Image? {
         let bytes = try system(Syscall.readAll(path))
         guard bytes.count >= headerSize + 8 else { return nil }
         var trailer = ByteReader(bytes[(bytes.count - 4)...])
         guard (try? trailer.uint32()) == CRC32C.checksum(bytes[..<(bytes.count - 4)]) else { return nil }
         let version = try checkHeader(bytes, magic: snapshotMagic, versions: snapshotVersions, generation: generation, path: path)
         var reader = ByteReader(bytes[headerSize..<(bytes.count - 4)])
-        var regions: [SavedRegion] = []
+        var image = RegionBook.Image(nextID: 1, entries: [])
         do throws(MalformedBytes) {
+            if version >= 3 { image.nextID = try reader.uint64() }
             let count = try reader.uint32()
-            regions.reserveCapacity(Int(min(count, 1 << 16)))
+            image.entries.reserveCapacity(Int(min(count, 1 << 16)))
             for _ in 0..<count {
-                regions.append(try reader.savedRegion(extended: version >= 2))
+                image.entries.append(version >= 3 ? try reader.entry() : try reader.legacyEntry(extended: version >= 2))
             }
         } catch {
-            throw .corrupt(path: path, record: regions.count + 1, reason: "region \(error.reason)")
+            throw .corrupt(path: path, record: image.entries.count + 1, reason: "region \(error.reason)")
         }
         guard reader.isAtEnd else {
             throw .corrupt(path: path, record: nil, reason: "\(reader.remaining) bytes after the last region")
         }
-        return regions
+        return image
     }
 
     /// Writes a snapshot durably: temp file, fsync, rename, fsync of the directory.
-    static func writeSnapshot(directory: String, generation: UInt64, regions: [SavedRegion]) throws(JournalError) {
+    static func writeSnapshot(directory: String, generation: UInt64, image: RegionBook.Image) throws(JournalError) {
         let path = directory + "/" + snapshotName(generation)
         let temporary = path + temporarySuffix
         let descriptor = try system(Syscall.open(temporary, O_WRONLY | O_CREAT | O_TRUNC))
         do {
-            try system(Syscall.writeAll(descriptor, encodeSnapshot(generation: generation, regions: regions), path: temporary))
+            try system(Syscall.writeAll(descriptor, encodeSnapshot(generation: generation, image: image), path: temporary))
             try system(Syscall.fsync(descriptor, path: temporary))
             try system(Syscall.close(descriptor, path: temporary))
         } catch {

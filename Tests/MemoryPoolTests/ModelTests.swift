@@ -38,7 +38,10 @@ import Testing
                     ? Self.interestingSizes[Int(generator.next() % UInt64(Self.interestingSizes.count))]
                     : 1 + generator.next() % (MiB << (2 * Self.skewedClass(&generator)))
                 let expected = Result { () throws(PoolError) in try reference.allocate(size: size) }
+                // Where it would go, asked first, is where it goes.
+                let placed = Result { () throws(PoolError) in try pool.placement(size: size) }
                 let actual = Result { () throws(PoolError) in try pool.allocate(size: size) }
+                try #require(placed == actual, "step \(step): placement(size: \(size))")
                 try #require(actual == expected, "step \(step): allocate(size: \(size))")
                 if case .success(let region) = actual { live.append(region.offset) }
             } else {

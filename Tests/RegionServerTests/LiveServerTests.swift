@@ -84,7 +84,7 @@ func expectProblem(_ reply: RawResponse, _ status: Int, _ code: String, sourceLo
         defer { live.stop() }
         let created = try await live.send("POST", "/regions", body: Array(#"{"size":5000000,"label":"rt"}"#.utf8))
         #expect(created.status == 201)
-        #expect(created.header("Location") == "/regions/0")
+        #expect(created.header("Location") == "/regions/0?id=1")
         let region = try decode(RegionJSON.self, created.body)
         #expect(region == RegionJSON(offset: 0, size: 16 * MiB, class: 2, label: "rt"))
         let fetched = try await live.send("GET", "/regions/0")

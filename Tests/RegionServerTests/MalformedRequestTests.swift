@@ -123,8 +123,8 @@ let malformedCases: [MalformedCase] =
     /// Two regions, one of them labelled and one bound to the key `base`.
     func apiWithTwoRegions() -> InProcessAPI {
         let api = InProcessAPI()
-        #expect(api.allocate(MiB, label: "a").header("Location") == "/regions/0")
-        #expect(api.allocate(5_000_000, key: "base").header("Location") == "/regions/16777216")
+        #expect(api.allocate(MiB, label: "a").locationPath == "/regions/0")
+        #expect(api.allocate(5_000_000, key: "base").locationPath == "/regions/16777216")
         return api
     }
 

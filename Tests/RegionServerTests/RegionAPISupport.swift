@@ -159,3 +159,10 @@ func expectProblem(
         sourceLocation: sourceLocation)
 }
 
+
+extension Response {
+    /// The path of the `Location` header, without the query that names the allocation.
+    var locationPath: String? {
+        header("Location").map { String($0.prefix { $0 != "?" }) }
+    }
+}

@@ -22,11 +22,12 @@ import Testing
     @Test func aShareKeyJoinsTheSameRegionAndReleasesCountDown() throws {
         let first = api.send("POST", "/regions", json: #"{"size": 5000000, "share": "layer-a", "label": "a"}"#)
         #expect(first.status == 201)
-        #expect(text(first) == #"{"class":2,"label":"a","offset":0,"refs":1,"share":"layer-a","size":16777216}"#)
+        #expect(text(first) == #"{"class":2,"id":1,"label":"a","offset":0,"ref":1,"refs":1,"share":"layer-a","size":16777216}"#)
+        #expect(first.header("Location") == "/regions/0?id=1&ref=1")
         let second = api.send("POST", "/regions", json: #"{"size": 16777216, "share": "layer-a"}"#)
         #expect(second.status == 200)
-        #expect(second.header("Location") == "/regions/0")
-        #expect(text(second) == #"{"class":2,"label":"a","offset":0,"refs":2,"share":"layer-a","size":16777216}"#)
+        #expect(second.header("Location") == "/regions/0?id=1&ref=2")
+        #expect(text(second) == #"{"class":2,"id":1,"label":"a","offset":0,"ref":2,"refs":2,"share":"layer-a","size":16777216}"#)
         #expect(text(api.send("GET", "/regions/0")).contains(#""refs":2"#))
         #expect(text(api.send("DELETE", "/regions/0")).contains(#""refs":1"#))
         #expect(api.send("GET", "/regions/0").status == 200)
@@ -78,7 +79,8 @@ import Testing
         expectProblem(api.send("POST", "/regions/0/renew"), 409, "not_leased")
         expectProblem(api.send("POST", "/regions/0/renew", json: #"{"ttl": 0}"#), 400, "invalid_request")
         expectProblem(api.send("POST", "/regions/0/renew", json: "[]"), 400, "invalid_request")
-        #expect(api.send("POST", "/regions/0/renew", json: #"{"ttl": 5}"#).status == 200)
+        // A mistyped offset never makes a permanent region expire.
+        expectProblem(api.send("POST", "/regions/0/renew", json: #"{"ttl": 5}"#), 409, "not_leased")
     }
 
     @Test func aBatchAllocatesEveryItemInOrder() throws {

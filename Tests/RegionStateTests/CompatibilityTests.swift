@@ -96,9 +96,10 @@ import Testing
                 let memoryClass = MemoryClass(rawValue: entry.memoryClass)
                 // "size" in a listing is the size of the class.
                 #expect((try? memoryClass.size) == entry.size, "offset \(entry.offset)")
+                // Ids are given at load; `withoutID` compares the rest.
                 return SavedRegion(
-                    offset: entry.offset, memoryClass: memoryClass, label: entry.label,
-                    idempotencyKey: keyed[entry.offset]?.key, requestedSize: keyed[entry.offset]?.size)
+                    id: 0, offset: entry.offset, memoryClass: memoryClass, label: entry.label,
+                    requestedSize: keyed[entry.offset]?.size)
             }
         }
 
@@ -145,9 +146,12 @@ import Testing
         do {
             let journal = try Journal(directory: copy.path, logger: testLogger())
             defer { journal.close() }
-            let (pool, regions) = try journal.load()
-            #expect(regions.values.sorted { $0.offset < $1.offset } == expected)
-            #expect(pool.regions == expected.map { Region(offset: $0.offset, memoryClass: $0.memoryClass) })
+            let book = try journal.load(now: LeaseClock.system.now())
+            #expect(book.regions.values.sorted { $0.offset < $1.offset }.map(\.withoutID) == expected)
+            #expect(book.pool.regions == expected.map { Region(offset: $0.offset, memoryClass: $0.memoryClass) })
+            // Every region gets an id, in the order the records give them.
+            #expect(book.regions.values.map(\.id).sorted() == Array(Set(book.regions.values.map(\.id))).sorted())
+            #expect(!book.regions.values.contains { $0.id == 0 })
         }
         // Loading intact files of the old format leaves their bytes alone.
         for name in fixture.files {
@@ -166,14 +170,16 @@ import Testing
         do {
             let journal = try Journal(directory: copy.path, logger: testLogger())
             defer { journal.close() }
-            var (pool, _) = try journal.load()
+            let book = try journal.load(now: LeaseClock.system.now())
+            var pool = book.pool
             let free = try pool.allocate(size: 3 * MiB)
             let added = SavedRegion(
-                offset: free.offset, memoryClass: free.memoryClass, label: "after the upgrade",
-                idempotencyKey: "key-after-upgrade", requestedSize: 3 * MiB)
-            appended = [.release(offset: released.offset), .allocate(added)]
+                id: book.nextID, offset: free.offset, memoryClass: free.memoryClass, label: "after the upgrade",
+                requestedSize: 3 * MiB)
+            let reference = Reference(id: book.nextID, key: "key-after-upgrade", requestedSize: 3 * MiB, label: added.label)
+            appended = [.release(offset: released.offset), .allocate(RegionEntry(added, references: [reference]))]
             try appendAndWait(journal, appended)
-            expected.append(added)
+            expected.append(added.withoutID)
             expected.sort { $0.offset < $1.offset }
         }
 
@@ -194,9 +200,9 @@ import Testing
 
         let journal = try Journal(directory: copy.path, logger: testLogger())
         defer { journal.close() }
-        let (pool, regions) = try journal.load()
-        #expect(regions.values.sorted { $0.offset < $1.offset } == expected)
-        #expect(pool.regions == expected.map { Region(offset: $0.offset, memoryClass: $0.memoryClass) })
+        let book = try journal.load(now: LeaseClock.system.now())
+        #expect(book.regions.values.sorted { $0.offset < $1.offset }.map(\.withoutID) == expected)
+        #expect(book.pool.regions == expected.map { Region(offset: $0.offset, memoryClass: $0.memoryClass) })
     }
 
     @Test(arguments: Fixture.allCases)
@@ -207,19 +213,29 @@ import Testing
         let service = RegionService(journal: journal, logger: testLogger())
         try service.load()
         let expected = try fixture.expectedRegions()
-        #expect(try service.regions() == expected)
-        // A request sent again with its key gets the region 5e232cf gave it.
-        for region in expected {
-            guard let key = region.idempotencyKey, let size = region.requestedSize else { continue }
+        let listed = try service.listing()
+        #expect(listed.map(\.withoutID) == expected)
+        // A request sent again with its key gets the region 5e232cf gave it, and the same id.
+        for region in listed {
+            guard let (key, size) = fixture.keyed[region.offset] else { continue }
             let request = RegionService.Request(size: size, label: region.label, key: key)
             let outcome = waitFor { service.allocate(request, completion: $0) }
-            #expect(outcome == .success(.replayed(region)), "key \(key)")
+            #expect(outcome == .success(.replayed(region, ref: region.id)), "key \(key)")
         }
-        #expect(try service.regions() == expected)
+        #expect(try service.listing() == listed)
     }
 }
 
 // MARK: - Helpers
+
+extension SavedRegion {
+    /// The region with id 0: what a listing of a regiond before ids shows.
+    var withoutID: SavedRegion {
+        var region = self
+        region.id = 0
+        return region
+    }
+}
 
 /// `Tests/RegionStateTests/Fixtures`, found from this file.
 private let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

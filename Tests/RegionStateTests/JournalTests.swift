@@ -30,7 +30,8 @@ import Testing
 
         let journal = try Journal(directory: directory.path, logger: testLogger())
         defer { journal.close() }
-        let (pool, regions) = try journal.load()
+        let book = try journal.load()
+        let (pool, regions) = (book.pool, book.regions)
         #expect(regions == expectedRegions(after: records))
         #expect(pool.regions == expectedPool(for: regions).regions)
         #expect(pool.classCounts == expectedPool(for: regions).classCounts)
@@ -66,7 +67,7 @@ import Testing
 
         let log = LogCapture()
         let journal = try Journal(directory: directory.path, logger: log.logger)
-        let (_, regions) = try journal.load()
+        let regions = try journal.load().regions
         #expect(regions == expectedRegions(after: kept))
         #expect(log.messages.contains { $0.level == .warning && $0.text.contains("torn record") })
         #expect(try fileSize(journalPath) == StateFiles.headerSize + kept.map { framed($0).count }.reduce(0, +))
@@ -301,16 +302,16 @@ import Testing
         let directory = try TemporaryDirectory()
         let journal = try Journal(directory: directory.path, compactAfter: 10, logger: testLogger())
         _ = try journal.load()
-        var live: [UInt64: SavedRegion] = [:]
+        var live = RegionBook()
         var compactions = 0
         for index in 0..<35 {
             let record: JournalRecord = index % 3 == 2
                 ? .release(offset: UInt64(index - 1) * MiB)
                 : .allocate(region(UInt64(index) * MiB, class: 0, label: "n\(index)", key: "k\(index)"))
-            live = expectedRegions(after: [record], from: live)
+            live = expectedBook(after: [record], from: live)
             try appendAndWait(journal, [record])
             if journal.needsCompaction {
-                journal.compact(liveRegions: Array(live.values))
+                journal.compact(image: live.image)
                 compactions += 1
             }
         }
@@ -321,7 +322,7 @@ import Testing
 
         let reloaded = try Journal(directory: directory.path, logger: testLogger())
         defer { reloaded.close() }
-        #expect(try reloaded.load().regions == live)
+        #expect(try reloaded.load().regions == live.regions)
     }
 
     @Test func aSnapshotPlusTheJournalAfterItEqualsTheStateBefore() throws {
@@ -331,7 +332,7 @@ import Testing
         let journal = try Journal(directory: directory.path, logger: testLogger())
         _ = try journal.load()
         try appendAndWait(journal, before)
-        journal.compact(liveRegions: Array(expectedRegions(after: before).values))
+        journal.compact(image: expectedBook(after: before).image)
         try appendAndWait(journal, after)
         journal.close()
         #expect(FileManager.default.fileExists(atPath: directory.path + "/snapshot-0000000000000001"))
@@ -339,7 +340,8 @@ import Testing
 
         let reloaded = try Journal(directory: directory.path, logger: testLogger())
         defer { reloaded.close() }
-        let (pool, regions) = try reloaded.load()
+        let book = try reloaded.load()
+        let (pool, regions) = (book.pool, book.regions)
         #expect(regions == expectedRegions(after: before + after))
         #expect(pool.regions == expectedPool(for: regions).regions)
     }
@@ -349,7 +351,8 @@ import Testing
         let snapshot = (0..<4).map { region(UInt64($0) * 16 * MiB, class: 2, label: "s\($0)") }
         let first: [JournalRecord] = [.release(offset: 16 * MiB), .allocate(region(16 * MiB, class: 0, label: "j1"))]
         let second: [JournalRecord] = [.release(offset: 0), .allocate(region(GiB, class: 4, key: "j2"))]
-        try StateFiles.writeSnapshot(directory: directory.path, generation: 1, regions: snapshot)
+        let start = expectedBook(after: snapshot.map { .allocate($0) })
+        try StateFiles.writeSnapshot(directory: directory.path, generation: 1, image: start.image)
         try writeJournalFile(directory.path, generation: 1, first)
         try writeJournalFile(directory.path, generation: 2, second)
         // The snapshot of generation 2 was being written when the process died.
@@ -357,7 +360,6 @@ import Testing
 
         let journal = try Journal(directory: directory.path, logger: testLogger())
         defer { journal.close() }
-        let start = Dictionary(uniqueKeysWithValues: snapshot.map { ($0.offset, $0) })
         #expect(try journal.load().regions == expectedRegions(after: first + second, from: start))
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/snapshot-0000000000000002.tmp"))
     }
@@ -430,12 +432,12 @@ import Testing
         let label = String(repeating: "x", count: 100)
 
         // Fill the journal's first page, then the rest of the file system.
-        var live: [UInt64: SavedRegion] = [:]
+        var live = RegionBook()
         var next: UInt64 = 0
         while try fileSize(journalPath) % 4096 < 3400 {
             let record = JournalRecord.allocate(region(next * MiB, class: 0, label: label))
             try appendAndWait(journal, [record])
-            live = expectedRegions(after: [record], from: live)
+            live = expectedBook(after: [record], from: live)
             next += 1
         }
         try fillFileSystem(directory.path + "/filler")
@@ -446,7 +448,7 @@ import Testing
         let large = String(repeating: "y", count: 1000)
         let small = JournalRecord.release(offset: 0)
         try appendAndWait(journal, [small])
-        live = expectedRegions(after: [small], from: live)
+        live = expectedBook(after: [small], from: live)
         let durableSize = try fileSize(journalPath)
         let outcomes = Mutex<[(UInt64, Bool)]>([])
         let finished = DispatchGroup()
@@ -483,17 +485,17 @@ import Testing
 
         // Free the space: recovery writes a new generation and takes records again.
         unlink(directory.path + "/filler")
-        try journal.recover(liveRegions: Array(live.values))
+        try journal.recover(image: live.image)
         #expect(journal.isHealthy)
         let after = JournalRecord.release(offset: MiB)
         try appendAndWait(journal, [after])
-        live = expectedRegions(after: [after], from: live)
+        live = expectedBook(after: [after], from: live)
         journal.close()
         closed = true
 
         let reloaded = try Journal(directory: directory.path, logger: testLogger())
         defer { reloaded.close() }
-        #expect(try reloaded.load().regions == live)
+        #expect(try reloaded.load().regions == live.regions)
     }
 
     // MARK: Start-up
@@ -504,13 +506,13 @@ import Testing
         _ = try journal.load()
         let full = (0..<4096).map { region(UInt64($0) * MiB, class: 0, label: "region \($0)", key: "key-\($0)") }
         try appendAndWait(journal, full.map { .allocate($0) })
-        journal.compact(liveRegions: full)
+        journal.compact(image: expectedBook(after: full.map { .allocate($0) }).image)
         var records: [JournalRecord] = []
         records.reserveCapacity(100_000)
         for index in 0..<50_000 {
             let old = full[index % 4096]
-            records.append(.release(offset: old.offset))
-            records.append(.allocate(SavedRegion(offset: old.offset, memoryClass: old.memoryClass, label: "again \(index)", idempotencyKey: old.idempotencyKey)))
+            records.append(.release(offset: old.region.offset))
+            records.append(.allocate(region(old.region.offset, class: 0, label: "again \(index)", key: old.references[0].key)))
         }
         try appendAndWait(journal, records)
         journal.close()
@@ -526,30 +528,41 @@ import Testing
         // anything quadratic in the records would take minutes.
         #expect(elapsed < .seconds(30), "start-up took \(elapsed)")
         #expect(loaded.count == 4096)
-        #expect(loaded[full[49_999 % 4096].offset]?.label == "again 49999")
+        #expect(loaded[full[49_999 % 4096].region.offset]?.label == "again 49999")
     }
 }
 
 // MARK: - Helpers
 
-/// A saved region with offsets in bytes.
-private func region(_ offset: UInt64, class memoryClass: Int, label: String? = nil, key: String? = nil) -> SavedRegion {
-    SavedRegion(offset: offset, memoryClass: MemoryClass(rawValue: memoryClass), label: label, idempotencyKey: key)
+/// A region with offsets in bytes, as an allocate record holds it: ids 0,
+/// for the book to give when the record is applied (as to older formats).
+private func region(_ offset: UInt64, class memoryClass: Int, label: String? = nil, key: String? = nil) -> RegionEntry {
+    RegionEntry(
+        SavedRegion(id: 0, offset: offset, memoryClass: MemoryClass(rawValue: memoryClass), label: label),
+        references: [Reference(id: 0, key: key, label: label)])
+}
+
+/// The moment every test book is loaded at: leases play no part here.
+private let testNow = LeaseClock.Now(wall: 0, monotonic: ContinuousClock.now)
+
+/// The book after `records`, applied to `start` by the book itself: the
+/// journal must give back exactly what was applied.
+private func expectedBook(after records: [JournalRecord], from start: RegionBook = RegionBook()) -> RegionBook {
+    var book = start
+    for record in records { try! book.apply(record, now: testNow) }
+    return book
 }
 
 /// The live regions after `records`, applied to `start`.
-private func expectedRegions(after records: [JournalRecord], from start: [UInt64: SavedRegion] = [:]) -> [UInt64: SavedRegion] {
-    var regions = start
-    for record in records {
-        switch record {
-        case .allocate(let region): regions[region.offset] = region
-        case .release(let offset): regions[offset] = nil
-        case .addReference(let offset, let sharer): regions[offset]?.sharers.append(sharer)
-        case .dropReference(let offset): regions[offset]?.sharers.removeLast()
-        case .renew(let offset, let lease): regions[offset]?.lease = lease
-        }
+private func expectedRegions(after records: [JournalRecord], from start: RegionBook = RegionBook()) -> [UInt64: SavedRegion] {
+    expectedBook(after: records, from: start).regions
+}
+
+extension Journal {
+    /// Loads at `testNow`.
+    fileprivate func load() throws(JournalError) -> RegionBook {
+        try load(now: testNow)
     }
-    return regions
 }
 
 /// A pool holding exactly `regions`.

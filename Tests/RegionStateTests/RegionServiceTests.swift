@@ -13,7 +13,7 @@ import Testing
 /// change is answered, and what happens when the journal goes away under it.
 @Suite struct RegionServiceTests {
     func allocate(_ service: RegionService, _ size: UInt64, label: String? = nil) -> Result<RegionService.Allocation, RegionError> {
-        waitFor { service.allocate(size: size, label: label, key: nil, completion: $0) }
+        waitFor { service.allocate(RegionService.Request(size: size, label: label), completion: $0) }
     }
 
     func release(_ service: RegionService, _ offset: UInt64) -> Result<RegionService.Release, RegionError> {
@@ -23,7 +23,7 @@ import Testing
     @Test func aClosedJournalNeverRunsACompletionOnTheCallersThread() throws {
         let directory = try TemporaryDirectory()
         let journal = try Journal(directory: directory.path, logger: testLogger())
-        _ = try journal.load()
+        _ = try journal.load(now: LeaseClock.system.now())
         let sequence = waitFor { (done: @escaping @Sendable (UInt64) -> Void) in
             let appended = Mutex<UInt64>(0)
             appended.withLock { value in
@@ -53,10 +53,11 @@ import Testing
     @Test func completionsNeverRunOnTheWriterThread() throws {
         let directory = try TemporaryDirectory()
         let journal = try Journal(directory: directory.path, logger: testLogger())
-        _ = try journal.load()
+        _ = try journal.load(now: LeaseClock.system.now())
         defer { journal.close() }
         let thread = waitFor { (done: @escaping @Sendable (String) -> Void) in
-            _ = try? journal.append(.allocate(SavedRegion(offset: 0, memoryClass: MemoryClass(rawValue: 0)))) { _ in
+            let region = SavedRegion(id: 1, offset: 0, memoryClass: MemoryClass(rawValue: 0))
+            _ = try? journal.append(.allocate(RegionEntry(region, references: [Reference(id: 1)]))) { _ in
                 done(Thread.current.name ?? "")
             }
         }
@@ -68,14 +69,14 @@ import Testing
         let journal = try Journal(directory: directory.path, logger: testLogger())
         let service = RegionService(journal: journal, logger: testLogger())
         try service.load()
-        guard case .success(.created(let kept)) = allocate(service, 1 << 20, label: "kept") else {
+        guard case .success(.created(let kept, _)) = allocate(service, 1 << 20, label: "kept") else {
             Issue.record("the first allocation failed")
             return
         }
         journal.close()
         #expect(allocate(service, 1 << 20).failure == .unavailable)
         #expect(release(service, kept.offset).failure == .unavailable)
-        #expect(try service.regions() == [kept])
+        #expect(try service.listing() == [kept])
         #expect(service.poolSnapshot.regionCount == 1)
         #expect(!service.isReady)
     }
@@ -99,9 +100,16 @@ import Testing
         let journal = try Journal(directory: directory.path, logger: testLogger())
         defer { journal.close() }
         let service = RegionService(journal: journal, logger: testLogger())
-        #expect(throws: RegionError.loading) { try service.regions() }
+        #expect(throws: RegionError.loading) { try service.listing() }
         try service.load()
-        #expect(try service.regions().map(\.offset) == [0, 16 << 20])
+        #expect(try service.listing().map(\.offset) == [0, 16 << 20])
+    }
+}
+
+extension RegionService {
+    /// `regions(label:)`, waited for.
+    func listing(label: String? = nil) throws(RegionError) -> [SavedRegion] {
+        try waitFor { regions(label: label, completion: $0) }.get()
     }
 }
 

@@ -98,7 +98,7 @@ final class RegiondProcess {
         connection.send(Array(body[10...]))
         let reply = try connection.readReply()
         #expect(reply.status == 201)
-        #expect(reply.text == #"{"class":0,"offset":0,"size":1048576}"#)
+        #expect(reply.text == #"{"class":0,"id":1,"offset":0,"ref":1,"size":1048576}"#)
         #expect(await regiond.waitForExit(), "regiond did not exit after SIGTERM")
         #expect(regiond.process.terminationReason == .exit)
         #expect(regiond.process.terminationStatus == 0)
