@@ -47,6 +47,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RegionLog",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "RegionServer",
             dependencies: [
                 "MemoryPool",
@@ -65,6 +70,7 @@ let package = Package(
                 "MicroHTTP",
                 "RegionState",
                 "RegionServer",
+                "RegionLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
