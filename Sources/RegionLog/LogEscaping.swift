@@ -16,14 +16,11 @@
 enum LogEscaping {
     /// Appends `text` as a field: bare, or quoted and escaped.
     static func appendField(_ text: String, to line: inout [UInt8]) {
-        var text = text
         // Fast path: printable ASCII with nothing to quote, as almost every field is.
-        let bare = text.withUTF8 { bytes in
-            guard !bytes.isEmpty && bytes.allSatisfy(isBareASCII) else { return false }
-            line.append(contentsOf: bytes)
-            return true
+        if !text.isEmpty && all(text, isBareASCII) {
+            line += text.utf8
+            return
         }
-        if bare { return }
         if !text.isEmpty && !text.unicodeScalars.contains(where: needsQuotes) {
             line += text.utf8
             return
@@ -35,13 +32,20 @@ enum LogEscaping {
 
     /// Appends `text` as the message: unquoted, with `\` and what is not printable escaped.
     static func appendMessage(_ text: String, to line: inout [UInt8]) {
-        var text = text
-        let plain = text.withUTF8 { bytes in
-            guard bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\\") }) else { return false }
-            line.append(contentsOf: bytes)
-            return true
+        if all(text, { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\\") }) {
+            line += text.utf8
+        } else {
+            appendEscaped(text, quoted: false, to: &line)
         }
-        if !plain { appendEscaped(text, quoted: false, to: &line) }
+    }
+
+    /// True if every byte of `text` passes `test`; on the bytes in place when they are contiguous, as a native string's are.
+    @inline(__always)
+    private static func all(_ text: String, _ test: (UInt8) -> Bool) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { bytes in
+            for byte in bytes where !test(byte) { return false }
+            return true
+        } ?? text.utf8.allSatisfy(test)
     }
 
     private static func appendEscaped(_ text: String, quoted: Bool, to line: inout [UInt8]) {
