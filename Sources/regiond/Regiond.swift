@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import MicroHTTP
+import RegionLog
 import RegionServer
 import RegionState
 
@@ -87,7 +88,7 @@ struct Regiond: ParsableCommand {
             BatchedLogHandler(label: label, sink: .standardError, logLevel: settings.logLevel)
         }
         // Whatever way run() ends, the lines still waiting are written.
-        defer { LogSink.standardError.flush() }
+        defer { LogSink.standardError.close() }
         let logger = Logger(label: "regiond")
         let token = try settings.tokenFile.map(Self.readToken)
         let metrics = RegionMetrics()
