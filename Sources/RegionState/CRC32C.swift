@@ -10,11 +10,13 @@ enum CRC32C {
         return remainder
     }
 
-    /// The checksum of `bytes`.
-    static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+    /// The checksum of `bytes`; with `previous`, the checksum of the bytes
+    /// `previous` was the checksum of followed by `bytes` (a chained checksum,
+    /// as etcd's WAL chains each record's from the one before).
+    static func checksum(_ bytes: ArraySlice<UInt8>, continuing previous: UInt32 = 0) -> UInt32 {
         table.withUnsafeBufferPointer { table in
             bytes.withUnsafeBufferPointer { bytes in
-                var crc: UInt32 = 0xFFFF_FFFF
+                var crc = ~previous
                 for byte in bytes {
                     crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
                 }
@@ -24,7 +26,7 @@ enum CRC32C {
     }
 
     /// The checksum of all of `bytes`.
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        checksum(bytes[...])
+    static func checksum(_ bytes: [UInt8], continuing previous: UInt32 = 0) -> UInt32 {
+        checksum(bytes[...], continuing: previous)
     }
 }

@@ -90,7 +90,8 @@ extension Journal {
             let length = max(last.contents.validLength, StateFiles.headerSize)
             current = OpenFile(
                 descriptor: descriptor, path: last.path, generation: generation, length: length,
-                size: last.contents.tear == nil ? max(last.contents.size, length) : length, version: last.contents.version
+                size: last.contents.tear == nil ? max(last.contents.size, length) : length, version: last.contents.version,
+                chain: last.contents.chain
             )
         } else {
             let created = try StateFiles.createJournal(directory: directory, generation: generation)

@@ -83,8 +83,8 @@ extension Journal {
                     failure = .notOpen
                     break
                 }
-                // Version 1 files, from before batch frames, go on without them.
-                let bytes = file.version >= 2 ? StateFiles.batchFrame(for: segment.bytes) + segment.bytes : segment.bytes
+                // A file of an older version goes on in its own format.
+                let (bytes, chain) = StateFiles.framedBatch(segment.bytes, count: segment.count, version: file.version, after: file.chain)
                 if file.length + bytes.count > file.size { current?.size = preallocate(file, for: bytes.count) }
                 do throws(JournalError) {
                     try system(Syscall.writeAll(file.descriptor, bytes, at: file.length, path: file.path))
@@ -104,6 +104,7 @@ extension Journal {
                     break
                 }
                 current?.length += bytes.count
+                current?.chain = chain
                 if let size = current?.size, size < file.length + bytes.count { current?.size = file.length + bytes.count }
                 written += UInt64(segment.count)
                 durableThrough = segment.lastSequence

@@ -52,21 +52,27 @@ public final class Journal: @unchecked Sendable {
         var size: Int
         /// Its format version: batches are framed from version 2 on.
         var version = StateFiles.journalVersion
+        /// Where its next batch goes on from (version 4).
+        var chain: StateFiles.BatchChain
 
         /// A journal file just made by ``StateFiles/createJournal(directory:generation:)``.
         init(created: (descriptor: Int32, path: String), generation: UInt64) {
             self.init(
                 descriptor: created.descriptor, path: created.path, generation: generation,
-                length: StateFiles.headerSize, size: StateFiles.headerSize)
+                length: StateFiles.headerSize, size: StateFiles.headerSize, chain: StateFiles.BatchChain(generation: generation))
         }
 
-        init(descriptor: Int32, path: String, generation: UInt64, length: Int, size: Int, version: UInt32 = StateFiles.journalVersion) {
+        init(
+            descriptor: Int32, path: String, generation: UInt64, length: Int, size: Int,
+            version: UInt32 = StateFiles.journalVersion, chain: StateFiles.BatchChain
+        ) {
             self.descriptor = descriptor
             self.path = path
             self.generation = generation
             self.length = length
             self.size = size
             self.version = version
+            self.chain = chain
         }
     }
 

@@ -1,8 +1,56 @@
 internal import Glibc
+internal import Synchronization
 
 /// Thin wrappers over the system calls the journal makes: each retries
 /// `EINTR` and throws a ``SystemError`` that names the call and the path (as swift-system's `Syscalls.swift` does).
 enum Syscall {
+    /// A call that changes a file or a directory, as an observer sees it once it succeeded.
+    enum FileOperation: Sendable {
+        /// `open` with `O_CREAT`: a new empty file under `path`, or (`truncate`) an existing one emptied.
+        case create(path: String, truncate: Bool)
+        case write(path: String, offset: Int, bytes: [UInt8])
+        /// `fsync` or `fdatasync` of a file: its data and size are durable.
+        case sync(path: String)
+        case truncate(path: String, length: Int)
+        case preallocate(path: String, offset: Int, length: Int)
+        case rename(from: String, to: String)
+        case unlink(path: String)
+        /// `fsync` of a directory: its entries are durable.
+        case syncDirectory(path: String)
+    }
+
+    /// Sees the operations on the files of one directory.
+    typealias Observer = @Sendable (FileOperation) -> Void
+
+    /// Observers by directory: the power-loss tests record what the journal
+    /// really does. None in regiond, where each call reads `isObserved` and goes on.
+    private static let observers = Locked<[String: Observer]>([:])
+    private static let isObserved = Atomic<Bool>(false)
+
+    /// Has `observer` see every operation on the files in `directory` (and on
+    /// the directory) until `stopObserving`; called by tests only.
+    static func observe(_ directory: String, with observer: @escaping Observer) {
+        observers.withLock { $0[directory] = observer }
+        isObserved.store(true, ordering: .releasing)
+    }
+
+    /// Ends `observe(directory)`.
+    static func stopObserving(_ directory: String) {
+        let none = observers.withLock {
+            $0[directory] = nil
+            return $0.isEmpty
+        }
+        if none { isObserved.store(false, ordering: .releasing) }
+    }
+
+    /// Tells the observer of `path`'s directory, if any, about `operation` (built only then).
+    private static func report(_ path: String, _ operation: @autoclosure () -> FileOperation) {
+        guard isObserved.load(ordering: .acquiring) else { return }
+        let directory = path.hasSuffix("/") ? path : String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        guard let observer = observers.withLock({ $0[directory] ?? $0[path] }) else { return }
+        observer(operation())
+    }
+
     /// Runs `body` until it does not fail with `EINTR`; throws on any other failure.
     private static func retrying<T: BinaryInteger>(
         _ call: String, _ path: String, _ body: () -> T
@@ -17,7 +65,9 @@ enum Syscall {
 
     /// `open(2)`.
     static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws(SystemError) -> Int32 {
-        try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        let descriptor = try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        if flags & O_CREAT != 0 { report(path, .create(path: path, truncate: flags & O_TRUNC != 0)) }
+        return descriptor
     }
 
     /// `close(2)`; not retried: on Linux the descriptor is gone even after `EINTR`.
@@ -47,6 +97,8 @@ enum Syscall {
             }
             done += written
         }
+        // Where the bytes went: the file offset before them (only looked up when observed).
+        report(path, .write(path: path, offset: Int(lseek(descriptor, 0, SEEK_CUR)) - bytes.count, bytes: bytes))
     }
 
     /// `pwrite(2)` at `offset` until every byte is written.
@@ -58,6 +110,7 @@ enum Syscall {
             }
             done += written
         }
+        report(path, .write(path: path, offset: offset, bytes: bytes))
     }
 
     /// `posix_fallocate(3)`: reserves the blocks of `offset..<offset + length`
@@ -69,6 +122,7 @@ enum Syscall {
             result = Glibc.posix_fallocate(descriptor, off_t(offset), off_t(length))
         } while result == EINTR
         if result != 0 { throw SystemError(call: "posix_fallocate", path: path, errno: result) }
+        report(path, .preallocate(path: path, offset: offset, length: length))
     }
 
     /// Reads a whole file: `open`, `fstat`, `read(2)` until end of file.
@@ -97,22 +151,26 @@ enum Syscall {
     /// `fsync(2)`.
     static func fsync(_ descriptor: Int32, path: String) throws(SystemError) {
         _ = try retrying("fsync", path) { Glibc.fsync(descriptor) }
+        report(path, .sync(path: path))
     }
 
     /// `fdatasync(2)`: the data and what reading it back needs (the size, the
     /// block map), without the timestamps `fsync` would also write.
     static func fdatasync(_ descriptor: Int32, path: String) throws(SystemError) {
         _ = try retrying("fdatasync", path) { Glibc.fdatasync(descriptor) }
+        report(path, .sync(path: path))
     }
 
     /// `ftruncate(2)`.
     static func truncate(_ descriptor: Int32, length: Int, path: String) throws(SystemError) {
         _ = try retrying("ftruncate", path) { Glibc.ftruncate(descriptor, off_t(length)) }
+        report(path, .truncate(path: path, length: length))
     }
 
     /// `rename(2)`; the error names the destination.
     static func rename(_ source: String, to destination: String) throws(SystemError) {
         _ = try retrying("rename", "\(source) -> \(destination)") { Glibc.rename(source, destination) }
+        report(source, .rename(from: source, to: destination))
     }
 
     /// `unlink(2)`; a file that is already gone is not an error.
@@ -124,6 +182,7 @@ enum Syscall {
             default: throw SystemError(call: "unlink", path: path, errno: errno)
             }
         }
+        report(path, .unlink(path: path))
     }
 
     /// Makes a directory's entries durable: `open(O_DIRECTORY)` and `fsync(2)`,
@@ -131,7 +190,8 @@ enum Syscall {
     static func fsyncDirectory(_ path: String) throws(SystemError) {
         let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
         defer { _ = Glibc.close(descriptor) }
-        try fsync(descriptor, path: path)
+        _ = try retrying("fsync", path) { Glibc.fsync(descriptor) }
+        report(path, .syncDirectory(path: path))
     }
 
     /// `flock(LOCK_EX | LOCK_NB)`: false when another open file holds the lock.

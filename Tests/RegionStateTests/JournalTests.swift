@@ -119,9 +119,9 @@ import Testing
         let directory = try TemporaryDirectory()
         try write([.allocate(region(0, class: 0))], to: directory.path)
         let journalPath = directory.path + "/journal-0000000000000000"
-        try flipByte(at: 5, in: journalPath)  // version 3 becomes 0x0103
+        try flipByte(at: 5, in: journalPath)  // version 4 becomes 0x0104
         let error = try loadError(directory.path)
-        #expect(error.map { "\($0)".contains("unknown format version 259") && "\($0)".contains(journalPath) } == true)
+        #expect(error.map { "\($0)".contains("unknown format version 260") && "\($0)".contains(journalPath) } == true)
     }
 
     // MARK: Damage inside bytes that were never acknowledged
@@ -210,7 +210,7 @@ import Testing
         bytes[16 + 12 + 10] ^= 0x01
         FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
         let error = try loadError(directory.path)
-        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("record 1") && "\($0)".contains("intact batches follow") } == true)
+        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("record 1") && "\($0)".contains("an intact batch follows") } == true)
     }
 
     /// The writer grows a journal by preallocated chunks of zeros, so a
@@ -263,17 +263,104 @@ import Testing
         #expect(capture.messages.contains { $0.level == .warning && $0.text.contains("torn") })
     }
 
-    /// Zeros with an intact batch after them are a hole in acknowledged
-    /// data, not preallocated space: the load still refuses.
-    @Test func zerosWithAnIntactBatchAfterThemStillStopTheLoad() throws {
+    /// How the last write of a journal reached the disk when the power went.
+    enum LastWrite: CaseIterable, Sendable {
+        /// Its last 34 bytes read as the preallocated zeros (the state of issue 17).
+        case zeroFilledTail
+        /// The file ends 34 bytes before the write did.
+        case cutShort
+        /// Its first 4 KiB block never landed; the blocks after it did.
+        case firstBlockLost
+    }
+
+    /// Issue 17: a renew whose expiry is -1 ends in `ff ff ff ff`, so it and
+    /// the release after it read as a version 3 batch frame and its records.
+    /// The old forward scan found that "batch" inside the torn last write and
+    /// refused to start; now the write is cut off and appends go on after it.
+    @Test(arguments: [UInt32(3), 4], LastWrite.allCases)
+    func aTornLastWriteHoldingARecordThatLooksLikeABatchIsCutOff(version: UInt32, lastWrite: LastWrite) throws {
         let directory = try TemporaryDirectory()
         let journalPath = directory.path + "/journal-0000000000000000"
-        var bytes = journalHeader(version: 3) + batch([.allocate(region(0, class: 0))])
+        let acknowledged: [[JournalRecord]] = [
+            [.allocate(region(0, class: 0, label: "RGNB RGNJ")), .allocate(region(MiB, class: 0, key: "k"))],
+            [.renew(offset: 0, id: nil, SavedRegion.Lease(seconds: 60, expiresAt: -1))],
+        ]
+        let filler = (2..<30).map { JournalRecord.allocate(region(UInt64($0) * MiB, class: 0, label: String(repeating: "f", count: 200))) }
+        let unacknowledged = filler + [
+            .renew(offset: 0, id: nil, SavedRegion.Lease(seconds: 30, expiresAt: -1)), .release(offset: MiB),
+            .allocate(region(40 * MiB, class: 0, label: String(repeating: "t", count: 40))),
+        ]
+        let lastStart = journalBytes(version: version, batches: acknowledged).count
+        var bytes = journalBytes(version: version, batches: acknowledged + [unacknowledged])
+        let lastEnd = bytes.count
+        #expect(lastEnd - lastStart > 4096, "the last write spans blocks")
+        switch lastWrite {
+        case .zeroFilledTail:
+            bytes.replaceSubrange((lastEnd - 34)..<lastEnd, with: repeatElement(0, count: 34))
+            bytes += [UInt8](repeating: 0, count: 65_536)
+        case .cutShort:
+            bytes.removeLast(34)
+        case .firstBlockLost:
+            let firstBlockEnd = (lastStart / 4096 + 1) * 4096
+            bytes.replaceSubrange(lastStart..<firstBlockEnd, with: repeatElement(0, count: firstBlockEnd - lastStart))
+            bytes += [UInt8](repeating: 0, count: 65_536)
+        }
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+
+        let capture = LogCapture()
+        let journal = try Journal(directory: directory.path, logger: capture.logger)
+        let kept = acknowledged.flatMap { $0 }
+        #expect(try journal.load().regions == expectedRegions(after: kept))
+        #expect(capture.messages.contains { $0.level == .warning && $0.text.contains("torn") })
+        let later = JournalRecord.allocate(region(100 * MiB, class: 0, label: "after the cut"))
+        try appendAndWait(journal, [later])
+        journal.close()
+        let reloaded = try Journal(directory: directory.path, logger: testLogger())
+        defer { reloaded.close() }
+        #expect(try reloaded.load().regions == expectedRegions(after: kept + [later]))
+    }
+
+    /// A version 4 batch whose records were damaged after its fsync (the
+    /// batch written after it is there, in the chain, right where it ends):
+    /// the load refuses, naming the file and the batch's first record.
+    @Test func aDamagedFsyncedBatchWithTheNextBatchAfterItStopsTheLoadNamingFileAndRecord() throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let batches: [[JournalRecord]] = [
+            [.allocate(region(0, class: 0)), .allocate(region(MiB, class: 0))],
+            [.allocate(region(2 * MiB, class: 0, label: "damaged")), .release(offset: 0)],
+            [.release(offset: MiB)],
+        ]
+        var bytes = journalBytes(version: 4, batches: batches)
+        let second = journalBytes(version: 4, batches: Array(batches.prefix(1))).count
+        bytes[second + StateFiles.chainedBatchHeaderSize + 12] ^= 0x01
         bytes += [UInt8](repeating: 0, count: 4096)
-        bytes += batch([.release(offset: 0)])
-        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
         let error = try loadError(directory.path)
-        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("intact batches follow") } == true)
+        guard case .corrupt(let path, let record, let reason) = error else {
+            Issue.record("expected a corruption error, got \(String(describing: error))")
+            return
+        }
+        #expect(path == journalPath)
+        #expect(record == 3)
+        #expect(reason.contains("batch checksum mismatch") && reason.contains("an intact batch follows it"))
+    }
+
+    /// Zeros inside a batch whose frame reads, with an intact batch where
+    /// that frame says the next one starts, are a hole in acknowledged data,
+    /// not preallocated space: the load still refuses. (Zeros where a frame
+    /// should be read as the write in flight: nothing says where the batch
+    /// after it would start, and no position is searched.)
+    @Test(arguments: [UInt32(3), 4])
+    func zerosInsideABatchWithAnIntactBatchAfterItStillStopTheLoad(version: UInt32) throws {
+        let directory = try TemporaryDirectory()
+        let journalPath = directory.path + "/journal-0000000000000000"
+        let first = (0..<40).map { JournalRecord.allocate(region(UInt64($0) * MiB, class: 0, label: String(repeating: "h", count: 200))) }
+        var bytes = journalBytes(version: version, batches: [first, [.release(offset: 0)]])
+        bytes.replaceSubrange(4096..<8192, with: repeatElement(0, count: 4096))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        let error = try loadError(directory.path)
+        #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("record 1:") && "\($0)".contains("an intact batch follows") } == true)
     }
 
     /// A version 1 journal (records without batch frames, as regiond wrote
@@ -536,31 +623,31 @@ import Testing
 
 /// A region with offsets in bytes, as an allocate record holds it: ids 0,
 /// for the book to give when the record is applied (as to older formats).
-private func region(_ offset: UInt64, class memoryClass: Int, label: String? = nil, key: String? = nil) -> RegionEntry {
+func region(_ offset: UInt64, class memoryClass: Int, label: String? = nil, key: String? = nil) -> RegionEntry {
     RegionEntry(
         SavedRegion(id: 0, offset: offset, memoryClass: MemoryClass(rawValue: memoryClass), label: label),
         references: [Reference(id: 0, key: key, label: label)])
 }
 
 /// The moment every test book is loaded at: leases play no part here.
-private let testNow = LeaseClock.Now(wall: 0, monotonic: ContinuousClock.now)
+let testNow = LeaseClock.Now(wall: 0, monotonic: ContinuousClock.now)
 
 /// The book after `records`, applied to `start` by the book itself: the
 /// journal must give back exactly what was applied.
-private func expectedBook(after records: [JournalRecord], from start: RegionBook = RegionBook()) -> RegionBook {
+func expectedBook(after records: [JournalRecord], from start: RegionBook = RegionBook()) -> RegionBook {
     var book = start
     for record in records { try! book.apply(record, now: testNow) }
     return book
 }
 
 /// The live regions after `records`, applied to `start`.
-private func expectedRegions(after records: [JournalRecord], from start: RegionBook = RegionBook()) -> [UInt64: SavedRegion] {
+func expectedRegions(after records: [JournalRecord], from start: RegionBook = RegionBook()) -> [UInt64: SavedRegion] {
     expectedBook(after: records, from: start).regions
 }
 
 extension Journal {
     /// Loads at `testNow`.
-    fileprivate func load() throws(JournalError) -> RegionBook {
+    func load() throws(JournalError) -> RegionBook {
         try load(now: testNow)
     }
 }
@@ -586,7 +673,19 @@ private func journalHeader(version: UInt32) -> [UInt8] {
     StateFiles.header(magic: StateFiles.journalMagic, generation: 0, version: version)
 }
 
-/// A batch frame and its records, as the writer writes one group commit.
+/// A journal of generation 0 in format `version`, each element of `batches` framed as the writer frames one group commit.
+private func journalBytes(version: UInt32, batches: [[JournalRecord]]) -> [UInt8] {
+    var bytes = journalHeader(version: version)
+    var chain = StateFiles.BatchChain(generation: 0)
+    for records in batches {
+        let written = StateFiles.framedBatch(records.flatMap(framed), count: records.count, version: version, after: chain)
+        bytes += written.bytes
+        chain = written.next
+    }
+    return bytes
+}
+
+/// A version 2 or 3 batch frame and its records, as the writer writes one group commit.
 private func batch(_ records: [JournalRecord]) -> [UInt8] {
     let bytes = records.flatMap(framed)
     return StateFiles.batchFrame(for: bytes) + bytes
