@@ -80,7 +80,7 @@ import Testing
     }
 
     @Test func aFileThatIsNotASocketIsLeftAlone() throws {
-        FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
         defer { unlink(path) }
         let server = server()
         #expect(throws: HTTPServer.StartError.self) { try server.start() }

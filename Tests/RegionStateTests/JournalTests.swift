@@ -132,7 +132,7 @@ import Testing
     @Test func aZeroHeaderAtFirstStartIsRecoveredFrom() throws {
         let directory = try TemporaryDirectory()
         let journalPath = directory.path + "/journal-0000000000000000"
-        FileManager.default.createFile(atPath: journalPath, contents: Data(count: 16))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(count: 16))
         let journal = try Journal(directory: directory.path, logger: testLogger())
         #expect(try journal.load().regions.isEmpty)
         try appendAndWait(journal, [.allocate(region(0, class: 0))])
@@ -149,7 +149,7 @@ import Testing
         let records: [JournalRecord] = [.allocate(region(0, class: 0, label: "a")), .allocate(region(MiB, class: 0))]
         try write(records, to: directory.path)
         // As if a compaction had created journal 1 and lost power before its header and snapshot reached the disk.
-        FileManager.default.createFile(atPath: directory.path + "/journal-0000000000000001", contents: Data(count: 16))
+        _ = FileManager.default.createFile(atPath: directory.path + "/journal-0000000000000001", contents: Data(count: 16))
         let journal = try Journal(directory: directory.path, logger: testLogger())
         defer { journal.close() }
         #expect(try journal.load().regions == expectedRegions(after: records))
@@ -185,7 +185,7 @@ import Testing
         let blockStart = lostStart / 4096 * 4096
         let blockEnd = min(blockStart + 4096, bytes.count)
         bytes.replaceSubrange(max(blockStart, lostStart)..<blockEnd, with: repeatElement(0, count: blockEnd - max(blockStart, lostStart)))
-        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
 
         let capture = LogCapture()
         let journal = try Journal(directory: directory.path, logger: capture.logger)
@@ -208,7 +208,7 @@ import Testing
         bytes += batch([.allocate(region(0, class: 0)), .allocate(region(MiB, class: 0))])
         bytes += batch([.release(offset: 0)])
         bytes[16 + 12 + 10] ^= 0x01
-        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
         let error = try loadError(directory.path)
         #expect(error.map { "\($0)".contains(journalPath) && "\($0)".contains("record 1") && "\($0)".contains("an intact batch follows") } == true)
     }
@@ -254,7 +254,7 @@ import Testing
         var bytes = journalHeader(version: 3) + batch(kept)
         bytes += torn.prefix(torn.count / 2)
         bytes += [UInt8](repeating: 0, count: 8192)
-        FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(bytes))
 
         let capture = LogCapture()
         let journal = try Journal(directory: directory.path, logger: capture.logger)
@@ -369,7 +369,7 @@ import Testing
         let directory = try TemporaryDirectory()
         let journalPath = directory.path + "/journal-0000000000000000"
         let records: [JournalRecord] = [.allocate(region(0, class: 0, label: "old", key: "k")), .allocate(region(4 * MiB, class: 1))]
-        FileManager.default.createFile(atPath: journalPath, contents: Data(journalHeader(version: 1) + records.flatMap(framed)))
+        _ = FileManager.default.createFile(atPath: journalPath, contents: Data(journalHeader(version: 1) + records.flatMap(framed)))
         let journal = try Journal(directory: directory.path, logger: testLogger())
         #expect(try journal.load().regions == expectedRegions(after: records))
         try appendAndWait(journal, [.release(offset: 0)])
