@@ -75,7 +75,6 @@ status=0
     --url "$url" \
     --phases examples,coverage,fuzzing,stateful \
     --checks all \
-    --exclude-checks use_after_free \
     --seed "$seed" \
     --max-examples "$max_examples" \
     --max-time "$max_time" \
