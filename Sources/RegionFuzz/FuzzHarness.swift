@@ -99,7 +99,7 @@ final class FuzzHarness: Sendable {
         case ("POST", "/regions"), ("GET", "/regions/{offset}"), ("DELETE", "/regions/{offset}"),
             ("POST", "/regions/{offset}/renew"):
             return checkRegion(json)
-        case ("GET", "/regions"), ("POST", "/regions/batch"):
+        case ("GET", "/regions"), ("POST", "/regions/batch"), ("DELETE", "/regions"):
             guard let regions = json?["regions"] as? [[String: Any]] else { return "region list body does not decode" }
             return regions.lazy.compactMap(checkRegion).first
         case ("GET", "/pool"):
@@ -124,13 +124,14 @@ final class FuzzHarness: Sendable {
         }
     }
 
-    /// A region body: offset, size and class agree and fit in the 4 GiB device.
+    /// A region body: an id, and offset, size and class that agree and fit in the 4 GiB device.
     func checkRegion(_ region: [String: Any]?) -> String? {
         guard let region, let offset = region["offset"] as? UInt64, let size = region["size"] as? UInt64,
             let memoryClass = region["class"] as? Int
         else {
             return "region body does not decode"
         }
+        guard let id = region["id"] as? UInt64, id > 0 else { return "region \(region) has no id" }
         guard (0...12).contains(memoryClass), size == UInt64(1 << 20) << (2 * UInt64(memoryClass)),
             offset % size == 0, offset + size <= 1 << 32
         else {
