@@ -21,7 +21,23 @@ the same directory and check against the clients' model. The clients do:
     joining one); one batch in five has an invalid item, which must fail
     with that item's index and allocate nothing.
 
+  * ids: every answer's id (and a join's ref) is new; releases, leaves and
+    renewals send ?id= (and &ref=: a leave drops the client's own reference);
+    now and then a client asks for an id it released (404 not_allocated);
+  * teardowns: each client labels some allocations and joins vm-<cid> and
+    now and then sends DELETE /regions?label=vm-<cid>;
+  * 2 readers: GET /regions, GET /regions/<offset>?id=, and batches that can
+    never fit (409 not_enough_space, whose index counts the free blocks).
+
 After each restart:
+
+  * every acknowledged region has its id; an in-flight allocation found has
+    an id never answered before; a teardown in flight happened wholly or not;
+  * no answered read is undone: a region (by id) an answered GET showed is
+    there, with at least its refs then minus the references dropped since,
+    unless its lease may have ended; an id answered 404 is not there; a 409
+    not_enough_space did not see fewer free blocks (or a smaller largestFree)
+    than what survived plus every region known this cycle;
 
   * every change whose response was received is there: acknowledged
     allocations present with the same class and label, acknowledged releases
