@@ -21,7 +21,23 @@ the same directory and check against the clients' model. The clients do:
     joining one); one batch in five has an invalid item, which must fail
     with that item's index and allocate nothing.
 
+  * ids: every answer's id (and a join's ref) is new; releases, leaves and
+    renewals send ?id= (and &ref=: a leave drops the client's own reference);
+    now and then a client asks for an id it released (404 not_allocated);
+  * teardowns: each client labels some allocations and joins vm-<cid> and
+    now and then sends DELETE /regions?label=vm-<cid>;
+  * 2 readers: GET /regions, GET /regions/<offset>?id=, and batches that can
+    never fit (409 not_enough_space, whose index counts the free blocks).
+
 After each restart:
+
+  * every acknowledged region has its id; an in-flight allocation found has
+    an id never answered before; a teardown in flight happened wholly or not;
+  * no answered read is undone: a region (by id) an answered GET showed is
+    there, with at least its refs then minus the references dropped since,
+    unless its lease may have ended; an id answered 404 is not there; a 409
+    not_enough_space did not see fewer free blocks (or a smaller largestFree)
+    than what survived plus every region known this cycle;
 
   * every change whose response was received is there: acknowledged
     allocations present with the same class and label, acknowledged releases
@@ -64,6 +80,7 @@ import time
 MIB = 1024 * 1024
 CAPACITY = 4096 * MIB
 CLIENTS = 8
+READERS = 2                  # threads that only read and get refused
 TTLS = [1, 2, 3]             # lease lengths, seconds
 LEASE_MARGIN_MS = 400        # renew or release a lease only while this much of it is left
 EXPIRY_GRACE_MS = 1000       # an ended lease is gone this long after max(expiry, ready)
@@ -211,8 +228,41 @@ class Model:
         self.uncertain_allocs = []    # dicts: owner, cls, label, key, size, ttl, sent
         self.uncertain_releases = []  # (offset, region): one offset may be in several
         self.uncertain_batches = []   # dicts: owner, sent, items
+        self.uncertain_teardowns = []  # dicts: owner, label, plain, whole, dropped (see Client.teardown)
         self.lock = threading.Lock()
         self.errors = []
+        self.seen_ids = {}            # every id (allocation or reference) ever answered -> what answered it
+        self.cycle_start()
+
+    def cycle_start(self):
+        """What this cycle's answered reads and refusals must be checked against after the kill."""
+        self.reads = []        # (sent, region) for every region an answered GET showed
+        self.gone = []         # (id, sent): a GET/DELETE/renew ?id= answered 404 not_allocated
+        self.refusals = []     # (class, free blocks of that class or None, largestFree or None)
+        self.drops = {}        # id -> [(refs dropped, answered or None)]: releases and leaves sent this cycle
+        self.renew_ends = {}   # id -> the earliest expiry a renewal sent this cycle could set
+        self.known = set()     # (offset, size) of every region known this cycle (refusal check)
+        for o, m in self.live.items():
+            self.known.add((o, class_size(m["cls"])))
+        for s in self.shares.values():
+            if s["offset"] is not None:
+                self.known.add((s["offset"], class_size(s["cls"])))
+
+    def new_id(self, i, what):
+        """Under the lock: `i` answers a new allocation or reference; an error if it was ever seen."""
+        if not isinstance(i, int) or i < 1:
+            self.errors.append(f"{what}: id {i!r} is not an integer from 1")
+        elif i in self.seen_ids:
+            self.errors.append(f"REUSED id {i}: {what}; it was seen before: {self.seen_ids[i]}")
+        else:
+            self.seen_ids[i] = what
+
+    def drop(self, i, refs=1):
+        """Under the lock: a release (or a drop of `refs` references) of allocation `i` is sent; returns
+        its record, to stamp with the time of its answer."""
+        rec = [refs, None]
+        self.drops.setdefault(i, []).append(rec)
+        return rec
 
     def take_offset(self, offset):
         """Called under the lock when the server handed out `offset`: returns
@@ -234,11 +284,12 @@ class Model:
         """Under the lock: allocations, releases, batches, joins and leaves, renewals in flight."""
         return (len(self.uncertain_allocs), len(self.uncertain_releases), len(self.uncertain_batches),
                 sum(len(s["pending_joins"]) + len(s["pending_leaves"]) for s in self.shares.values()),
-                sum(1 for m in self.live.values() if m.get("lease") and m["lease"]["renewing"]))
+                sum(1 for m in self.live.values() if m.get("lease") and m["lease"]["renewing"]),
+                len(self.uncertain_teardowns))
 
 
 def new_share(key, cls, label, owner, batch=None):
-    return {"key": key, "offset": None, "cls": cls, "label": label, "state": "creating", "owner": owner,
+    return {"key": key, "offset": None, "id": None, "cls": cls, "label": label, "state": "creating", "owner": owner,
             "holders": [], "pending_joins": [], "pending_leaves": [], "probes": [], "zeros": 0, "batch": batch}
 
 
@@ -257,6 +308,8 @@ class Client(threading.Thread):
         super().__init__(daemon=True)
         self.cid, self.port, self.model, self.rng = cid, port, model, rng
         self.stop, self.cycle, self.counters = stop, cycle, counters
+        self.vm = f"vm-{cid}"   # this client's label: its teardown releases what carries it
+        self.stale = []         # (offset, id) of its acknowledged releases: asking for them is a 404
 
     def error(self, msg):
         with self.model.lock:
@@ -281,8 +334,12 @@ class Client(threading.Thread):
 
     def check_expired(self, conn, offset, region):
         """regiond released this lease by itself (its offset may hold another region by now)."""
-        status, resp, _ = send(conn, "GET", f"/regions/{offset}")
-        if status == 200 and isinstance(resp, dict) and resp.get("label") == region["label"]:
+        sent = now_ms()
+        status, resp, _ = send(conn, "GET", f"/regions/{offset}?id={region['id']}")
+        if status == 404:
+            with self.model.lock:
+                self.model.gone.append((region["id"], sent))
+        if status == 200:
             self.error(f"NOT EXPIRED: region {resp} is still there at {fmt_ms(now_ms())}, its lease ended at "
                        f"{fmt_ms(region['lease']['expires'])}")
         elif status not in (200, 404):
@@ -301,7 +358,11 @@ class Client(threading.Thread):
             try:
                 for offset, region in ended:
                     self.check_expired(conn, offset, region)
-                if owned and roll < len(owned) / (len(owned) + 12.0):
+                if roll < 0.015:
+                    self.teardown(conn)
+                elif self.stale and roll < 0.04:
+                    self.ask_stale(conn)
+                elif owned and roll < len(owned) / (len(owned) + 12.0):
                     self.release(conn, self.rng.choice(owned))
                 elif owned and roll > 0.97:
                     self.replay(conn, owned)
@@ -330,7 +391,8 @@ class Client(threading.Thread):
         cls = self.rng.choices([0, 1, 2, 3, 4], weights=[40, 30, 18, 9, 3])[0]
         size = random_size(self.rng, cls)
         op_id = f"{self.cycle}-{self.cid}-{n}"
-        label = f"L{op_id}" if self.rng.random() < 0.5 else None
+        roll = self.rng.random()
+        label = self.vm if roll < 0.3 else f"L{op_id}" if roll < 0.6 else None
         key = f"K{op_id}" if self.rng.random() < 0.5 else None
         body = {"size": size}
         if label is not None:
@@ -353,11 +415,16 @@ class Client(threading.Thread):
                 if holder is not None:
                     self.model.errors.append(
                         f"client {self.cid}: allocate {body} got offset {offset}, which is still allocated ({holder})")
+                self.model.new_id(resp.get("id"), f"client {self.cid}: allocate {body} answered {resp}")
+                if resp.get("ref") != resp.get("id"):
+                    self.model.errors.append(f"client {self.cid}: allocate {body} answered {resp}: ref is not id")
+                self.model.known.add((offset, class_size(cls)))
                 self.model.live[offset] = {"cls": cls, "label": label, "key": key, "owner": self.cid,
-                                           "size": size}
+                                           "size": size, "id": resp.get("id")}
                 self.counters["allocs"] += 1
             elif status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space":
                 self.counters["full"] += 1
+                self.model.refusals.append((cls, None, resp.get("largestFree")))
             else:
                 self.model.errors.append(f"client {self.cid}: allocate {body} key={key} answered {status} {resp}")
 
@@ -370,12 +437,16 @@ class Client(threading.Thread):
             del self.model.live[offset]
             entry = (offset, region)
             self.model.uncertain_releases.append(entry)
-        status, resp, _ = send(conn, "DELETE", f"/regions/{offset}")
+            rec = self.model.drop(region["id"])
+        status, resp, _ = send(conn, "DELETE", f"/regions/{offset}?id={region['id']}")
         with self.model.lock:
+            rec[1] = now_ms()
             self.model.uncertain_releases.remove(entry)
             if status == 200 and isinstance(resp, dict) and resp.get("offset") == offset \
-                    and resp.get("class") == region["cls"] and resp.get("label") == region["label"]:
+                    and resp.get("class") == region["cls"] and resp.get("label") == region["label"] \
+                    and resp.get("id") == region["id"]:
                 self.counters["releases"] += 1
+                self.stale.append((offset, region["id"]))
             else:
                 self.model.live[offset] = region
                 self.model.errors.append(f"client {self.cid}: release {offset} ({region}) answered {status} {resp}")
@@ -392,7 +463,7 @@ class Client(threading.Thread):
             body["label"] = region["label"]
         status, resp, r = send(conn, "POST", "/regions", body, {"Idempotency-Key": region["key"]})
         if status != 200 or not isinstance(resp, dict) or resp.get("offset") != offset \
-                or r.getheader("Idempotent-Replayed") != "true":
+                or resp.get("id") != region["id"] or r.getheader("Idempotent-Replayed") != "true":
             self.error(f"replay of key {region['key']} (offset {offset}) answered {status} {resp}")
         else:
             with self.model.lock:
@@ -403,7 +474,7 @@ class Client(threading.Thread):
     def share_op(self, conn, n):
         with self.model.lock:
             open_ = [s for s in self.model.shares.values() if s["state"] == "open"]
-            mine = [s for s in open_ if self.cid in s["holders"]]
+            mine = [s for s in open_ if any(h["cid"] == self.cid for h in s["holders"])]
             refs = sum(len(s["holders"]) for s in open_)
         # About 3 references per region, 4 to 8 regions; each ends when its last reference goes.
         roll = self.rng.random()
@@ -418,17 +489,21 @@ class Client(threading.Thread):
     def open_share(self, s, resp, what):
         """A new shared region was answered (model lock held): it must have
         one reference and an offset nothing else holds; the share is open."""
-        if not self.check_shared(resp, s) or resp["refs"] != 1:
+        s["id"] = resp.get("id") if isinstance(resp, dict) else None
+        if not self.check_shared(resp, s) or resp["refs"] != 1 or resp.get("ref") != s["id"]:
             self.model.errors.append(f"client {self.cid}: {what} answered {resp}")
+        self.model.new_id(s["id"], f"client {self.cid}: {what} answered {resp}")
+        self.model.known.add((s["offset"], class_size(s["cls"])))
         holder = self.model.take_offset(s["offset"])
         if holder is not None:
             self.model.errors.append(f"client {self.cid}: {what} got offset {s['offset']}, "
                                      f"which is still allocated ({holder})")
-        s["state"], s["holders"] = "open", [self.cid]
+        s["state"], s["holders"] = "open", [{"cid": self.cid, "ref": s["id"], "label": s["label"]}]
         self.counters["shares"] += 1
 
     def check_shared(self, resp, s):
         return isinstance(resp, dict) and resp.get("offset") == s["offset"] and resp.get("share") == s["key"] \
+            and resp.get("id") == s["id"] \
             and resp.get("class") == s["cls"] and resp.get("label") == s["label"] \
             and resp.get("size") == class_size(s["cls"]) and isinstance(resp.get("refs"), int) \
             and "expiresAt" not in resp
@@ -437,7 +512,8 @@ class Client(threading.Thread):
         op_id = f"{self.cycle}-{self.cid}-{n}"
         cls = self.rng.choices([0, 1, 2], weights=[50, 35, 15])[0]
         size = random_size(self.rng, cls)
-        label = f"L{op_id}" if self.rng.random() < 0.5 else None
+        roll = self.rng.random()
+        label = self.vm if roll < 0.3 else f"L{op_id}" if roll < 0.6 else None
         s = new_share(f"S{op_id}", cls, label, self.cid)
         body = {"size": size, "share": s["key"]}
         if label is not None:
@@ -453,6 +529,7 @@ class Client(threading.Thread):
                 del self.model.shares[s["key"]]
                 if status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space":
                     self.counters["full"] += 1
+                    self.model.refusals.append((cls, None, resp.get("largestFree")))
                 else:
                     self.model.errors.append(f"client {self.cid}: create shared {body} answered {status} {resp}")
 
@@ -472,8 +549,10 @@ class Client(threading.Thread):
                 cls = s["cls"]
                 s["pending_joins"].append(join)
         body = {"size": random_size(self.rng, cls), "share": s["key"]}
-        if self.rng.random() < 0.5:
-            body["label"] = f"J{op_id}"   # a joiner's label; the region keeps the first one
+        roll = self.rng.random()
+        if roll < 0.7:
+            # A joiner's label (the region keeps the first one): the reference's own.
+            body["label"] = self.vm if roll < 0.4 else f"J{op_id}"
         status, resp, _ = send(conn, "POST", "/regions", body)
         with self.model.lock:
             if conflict:
@@ -487,7 +566,8 @@ class Client(threading.Thread):
             s["pending_joins"].remove(join)
             # Nobody can have dropped the last reference: at least 2 now.
             if status == 200 and self.check_shared(resp, s) and resp["refs"] >= 2:
-                s["holders"].append(self.cid)
+                self.model.new_id(resp.get("ref"), f"client {self.cid}: join {body} answered {resp}")
+                s["holders"].append({"cid": self.cid, "ref": resp.get("ref"), "label": body.get("label")})
                 self.counters["joins"] += 1
             else:
                 self.model.errors.append(f"client {self.cid}: join {body} of {s['key']} at {s['offset']} "
@@ -496,19 +576,24 @@ class Client(threading.Thread):
     def share_leave(self, conn, s):
         """Drops one of this client's references; False when it may not now."""
         with self.model.lock:
-            if s["state"] != "open" or self.cid not in s["holders"]:
+            mine = [h for h in s["holders"] if h["cid"] == self.cid]
+            if s["state"] != "open" or not mine:
                 return False
             if len(s["holders"]) == 1:
                 if s["pending_joins"] or s["probes"]:
                     return False
                 s["state"] = "closing"   # the last reference: no more joins
-            s["holders"].remove(self.cid)
-            leave = {"owner": self.cid}
+            h = self.rng.choice(mine)
+            s["holders"].remove(h)
+            leave = {"owner": self.cid, "refs": [h], "teardown": None}
             s["pending_leaves"].append(leave)
-        status, resp, _ = send(conn, "DELETE", f"/regions/{s['offset']}")
+            rec = self.model.drop(s["id"])
+        # Exactly this client's reference, not the newest.
+        status, resp, _ = send(conn, "DELETE", f"/regions/{s['offset']}?id={s['id']}&ref={h['ref']}")
         with self.model.lock:
+            rec[1] = now_ms()
             s["pending_leaves"].remove(leave)
-            if status == 200 and self.check_shared(resp, s) and resp["refs"] >= 0 \
+            if status == 200 and self.check_shared(resp, s) and resp["refs"] >= 0 and resp.get("ref") == h["ref"] \
                     and (resp["refs"] > 0 or s["state"] == "closing"):
                 self.counters["leaves"] += 1
                 s["zeros"] += resp["refs"] == 0
@@ -519,7 +604,7 @@ class Client(threading.Thread):
                     del self.model.shares[s["key"]]
                     self.counters["unshared"] += 1
             else:
-                s["holders"].append(self.cid)
+                s["holders"].append(h)
                 self.model.errors.append(f"client {self.cid}: leave {s['key']} at {s['offset']} ({len(s['holders'])} "
                                          f"acknowledged references, state {s['state']}) answered {status} {resp}")
         return True
@@ -566,11 +651,15 @@ class Client(threading.Thread):
                 if holder is not None:
                     self.model.errors.append(
                         f"client {self.cid}: allocate {body} got offset {offset}, which is still allocated ({holder})")
+                self.model.new_id(resp.get("id"), f"client {self.cid}: allocate {body} answered {resp}")
+                self.model.known.add((offset, class_size(cls)))
                 self.model.live[offset] = {"cls": cls, "label": label, "key": None, "owner": self.cid,
-                                           "size": size, "lease": {"ttl": ttl, "expires": E, "renewing": None}}
+                                           "size": size, "id": resp.get("id"),
+                                           "lease": {"ttl": ttl, "expires": E, "renewing": None}}
                 self.counters["leases"] += 1
             elif status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space":
                 self.counters["full"] += 1
+                self.model.refusals.append((cls, None, resp.get("largestFree")))
             else:
                 self.model.errors.append(f"client {self.cid}: allocate {body} answered {status} {resp}")
 
@@ -588,14 +677,16 @@ class Client(threading.Thread):
             if lease["expires"] - sent < LEASE_MARGIN_MS:
                 return
             lease["renewing"] = {"ttl": ttl, "sent": sent}
+            ends = self.model.renew_ends
+            ends[m["id"]] = min(ends.get(m["id"], sent + ttl * 1000), sent + ttl * 1000)
         body = {"ttl": given} if given else None
-        status, resp, _ = send(conn, "POST", f"/regions/{offset}/renew", body)
+        status, resp, _ = send(conn, "POST", f"/regions/{offset}/renew?id={m['id']}", body)
         received = now_ms()
         with self.model.lock:
             lease["renewing"] = None
             E = expiry_ms(resp)
             if status == 200 and isinstance(resp, dict) and resp.get("offset") == offset \
-                    and resp.get("label") == m["label"] and resp.get("class") == m["cls"] \
+                    and resp.get("label") == m["label"] and resp.get("class") == m["cls"] and resp.get("id") == m["id"] \
                     and E is not None and expiry_in(E, ttl, sent, received):
                 lease["expires"], lease["ttl"] = E, ttl
                 self.counters["renewals"] += 1
@@ -668,6 +759,8 @@ class Client(threading.Thread):
                         or (status == 409 and code == "not_enough_space" and isinstance(index, int)
                             and index < bad_at):
                     self.counters["batches_failed"] += 1
+                    if status == 409 and index == 0:
+                        self.model.refusals.append((items[0]["cls"], None, resp.get("largestFree")))
                 else:
                     self.model.errors.append(f"client {self.cid}: batch {body} (item {bad_at} invalid) answered "
                                              f"{status} {resp}, expected 400 invalid_memory_class at index {bad_at}")
@@ -680,6 +773,8 @@ class Client(threading.Thread):
                 if status == 409 and isinstance(resp, dict) and resp.get("code") == "not_enough_space" \
                         and isinstance(resp.get("index"), int):
                     self.counters["full"] += 1
+                    if resp["index"] == 0:
+                        self.model.refusals.append((items[0]["cls"], None, resp.get("largestFree")))
                 else:
                     self.model.errors.append(f"client {self.cid}: batch {body} answered {status} {resp}")
                 return
@@ -702,8 +797,10 @@ class Client(threading.Thread):
             if holder is not None:
                 self.model.errors.append(f"client {self.cid}: batch {body} got offset {r['offset']} for "
                                          f"{item['label']}, which is still allocated ({holder})")
+            self.model.new_id(r.get("id"), f"client {self.cid}: batch {body} answered item {item['label']} with {r}")
+            self.model.known.add((r["offset"], class_size(item["cls"])))
             entry = {"cls": item["cls"], "label": item["label"], "key": None, "owner": self.cid,
-                     "size": item["size"]}
+                     "size": item["size"], "id": r.get("id")}
             if kind == "lease":
                 entry["lease"] = {"ttl": item["ttl"], "expires": E, "renewing": None}
                 self.counters["leases"] += 1
@@ -719,8 +816,187 @@ class Client(threading.Thread):
                 self.model.errors.append(f"client {self.cid}: batch {body} answered the join of {s['key']} "
                                          f"at {s['offset']} with {r}")
             else:
-                s["holders"].append(self.cid)
+                self.model.new_id(r.get("ref"), f"client {self.cid}: batch {body} answered the join with {r}")
+                s["holders"].append({"cid": self.cid, "ref": r.get("ref"), "label": item["label"]})
                 self.counters["joins"] += 1
+
+
+    # ------------------------------------------------ teardown by label, stale ids
+
+    def teardown(self, conn):
+        """DELETE /regions?label=vm-<cid>: its plain regions and its shared regions go whole, its
+        references labelled so are dropped from the other shared regions; all or nothing."""
+        with self.model.lock:
+            live, shares = self.model.live, self.model.shares
+            plain = [(o, m) for o, m in live.items() if m["owner"] == self.cid and m["label"] == self.vm]
+            whole = [s for s in shares.values() if s["label"] == self.vm and s["state"] != "creating"]
+            dropped = []
+            for s in shares.values():
+                mine = [h for h in s["holders"] if h["label"] == self.vm]
+                if s["label"] != self.vm and mine:
+                    dropped.append((s, mine))
+            # The same rules as a leave: nothing in flight on a region this may release.
+            if any(s["state"] != "open" or s["pending_joins"] or s["pending_leaves"] or s["probes"] for s in whole) \
+                    or any(len(mine) == len(s["holders"]) and (s["pending_joins"] or s["probes"])
+                           for s, mine in dropped):
+                return
+            td = {"owner": self.cid, "label": self.vm, "plain": plain, "seen": set(), "recs": []}
+            for o, m in plain:
+                del live[o]
+                self.model.uncertain_releases.append((o, m))
+                td["recs"].append(self.model.drop(m["id"]))
+            entries = []
+            for s in whole:
+                entries.append((s, {"owner": self.cid, "refs": list(s["holders"]), "teardown": td}))
+                s["holders"], s["state"] = [], "closing"
+                td["recs"].append(self.model.drop(s["id"], 1 << 30))
+            for s, mine in dropped:
+                entries.append((s, {"owner": self.cid, "refs": mine, "teardown": td}))
+                s["holders"] = [h for h in s["holders"] if h not in mine]
+                if not s["holders"]:
+                    s["state"] = "closing"
+                td["recs"].append(self.model.drop(s["id"], len(mine)))
+            for s, entry in entries:
+                s["pending_leaves"].append(entry)
+            self.model.uncertain_teardowns.append(td)
+        status, resp, _ = send(conn, "DELETE", f"/regions?label={self.vm}")
+        with self.model.lock:
+            for rec in td["recs"]:
+                rec[1] = now_ms()
+            self.model.uncertain_teardowns.remove(td)
+            for entry in plain:
+                self.model.uncertain_releases.remove(entry)
+            for s, entry in entries:
+                s["pending_leaves"].remove(entry)
+            regions = resp.get("regions") if status == 200 and isinstance(resp, dict) else None
+            got = {r.get("id"): r for r in regions if isinstance(r, dict)} if isinstance(regions, list) else {}
+            expected = {m["id"] for _, m in plain} | {s["id"] for s, _ in entries}
+            if regions is None or set(got) != expected or len(got) != len(regions):
+                self.model.errors.append(f"client {self.cid}: teardown of {self.vm} answered {status} {resp}; "
+                                         f"expected ids {sorted(expected)}")
+                return
+            for o, m in plain:
+                r = got[m["id"]]
+                if r.get("offset") != o or r.get("class") != m["cls"] or "refs" in r or r.get("label") != self.vm:
+                    self.model.errors.append(f"client {self.cid}: teardown of {self.vm} answered {r} for {m}")
+                self.stale.append((o, m["id"]))
+            for s, entry in entries:
+                r = got[s["id"]]
+                refs = r.get("refs") if self.check_shared(r, s) else None
+                if not isinstance(refs, int) or refs < 0 or (refs == 0 and s["state"] != "closing"):
+                    self.model.errors.append(f"client {self.cid}: teardown of {self.vm} answered {r} for shared "
+                                             f"region {s['key']} ({len(s['holders'])} references left, state "
+                                             f"{s['state']})")
+                s["zeros"] += refs == 0
+                if s["state"] == "closing" and not s["pending_leaves"]:
+                    if s["zeros"] != 1:
+                        self.model.errors.append(f"client {self.cid}: {s['zeros']} of the answers dropping the "
+                                                 f"references of {s['key']} said refs 0, expected exactly one")
+                    self.model.shares.pop(s["key"], None)
+                    self.counters["unshared"] += 1
+                    self.stale.append((s["offset"], s["id"]))
+            self.counters["teardowns"] += 1
+            self.counters["torn"] += len(regions)
+
+    def ask_stale(self, conn):
+        """GET, DELETE or renew an allocation this client released, by its id: 404 and nothing changes
+        (its offset may hold another allocation by now)."""
+        offset, i = self.rng.choice(self.stale[-20:])
+        method, path = self.rng.choice([("GET", ""), ("DELETE", ""), ("POST", "/renew")])
+        sent = now_ms()
+        status, resp, _ = send(conn, method, f"/regions/{offset}{path}?id={i}")
+        with self.model.lock:
+            if status == 404 and isinstance(resp, dict) and resp.get("code") == "not_allocated":
+                self.model.gone.append((i, sent))
+                self.counters["stale"] += 1
+            else:
+                self.model.errors.append(f"client {self.cid}: {method} /regions/{offset}{path}?id={i} of a released "
+                                         f"allocation answered {status} {resp}, expected 404 not_allocated")
+
+
+# Batches that can never fit: COUNT regions of CLASS when fewer blocks of it exist. The index of the
+# refusal is how many free blocks of that class there were.
+IMPOSSIBLE = {4: 17, 5: 5, 6: 2}
+
+
+class Reader(threading.Thread):
+    """Reads and refusals, recorded when answered: what they showed must survive the kill."""
+
+    def __init__(self, rid, port, model, rng, stop, counters):
+        super().__init__(daemon=True)
+        self.rid, self.port, self.model, self.rng, self.stop, self.counters = rid, port, model, rng, stop, counters
+
+    def error(self, msg):
+        with self.model.lock:
+            self.model.errors.append(f"reader {self.rid}: {msg}")
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self.stop.is_set():
+            try:
+                roll = self.rng.random()
+                if roll < 0.25:
+                    self.list_all(conn)
+                elif roll < 0.75:
+                    self.get_one(conn)
+                else:
+                    self.refused(conn)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if self.stop.is_set():
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            time.sleep(0.003)
+        conn.close()
+
+    def record(self, sent, regions):
+        with self.model.lock:
+            for r in regions:
+                if not isinstance(r, dict) or not isinstance(r.get("id"), int):
+                    self.model.errors.append(f"reader {self.rid}: a region without an id: {r}")
+                    continue
+                self.model.reads.append((sent, r))
+                self.model.known.add((r["offset"], r["size"]))
+            self.counters["reads"] += len(regions)
+
+    def list_all(self, conn):
+        sent = now_ms()
+        status, resp, _ = send(conn, "GET", "/regions")
+        if status != 200 or not isinstance(resp, dict) or not isinstance(resp.get("regions"), list):
+            return self.error(f"GET /regions answered {status} {resp}")
+        self.record(sent, resp["regions"])
+
+    def get_one(self, conn):
+        """A region the model knows, also one being released or being joined."""
+        with self.model.lock:
+            known = [(o, m["id"]) for o, m in self.model.live.items()]
+            known += [(o, m["id"]) for o, m in self.model.uncertain_releases]
+            known += [(s["offset"], s["id"]) for s in self.model.shares.values() if s["id"] is not None]
+        if not known:
+            return
+        offset, i = self.rng.choice(known)
+        sent = now_ms()
+        status, resp, _ = send(conn, "GET", f"/regions/{offset}?id={i}")
+        if status == 200 and isinstance(resp, dict) and resp.get("id") == i and resp.get("offset") == offset:
+            self.record(sent, [resp])
+        elif status == 404 and isinstance(resp, dict) and resp.get("code") == "not_allocated":
+            with self.model.lock:
+                self.model.gone.append((i, sent))
+                self.counters["gone"] += 1
+        else:
+            self.error(f"GET /regions/{offset}?id={i} answered {status} {resp}")
+
+    def refused(self, conn):
+        cls = self.rng.choice(list(IMPOSSIBLE))
+        body = {"regions": [{"size": class_size(cls)}] * IMPOSSIBLE[cls]}
+        status, resp, _ = send(conn, "POST", "/regions/batch", body)
+        index = resp.get("index") if isinstance(resp, dict) else None
+        if status != 409 or resp.get("code") != "not_enough_space" or not isinstance(index, int) \
+                or not 0 <= index < IMPOSSIBLE[cls]:
+            return self.error(f"batch of {IMPOSSIBLE[cls]} class {cls} regions answered {status} {resp}, "
+                              f"expected 409 not_enough_space")
+        with self.model.lock:
+            self.model.refusals.append((cls, index, resp.get("largestFree") if index == 0 else None))
 
 
 # ---------------------------------------------------------------- the check
@@ -758,6 +1034,26 @@ def settled_snapshot(port, ready_ms):
         time.sleep(0.02)
 
 
+def count_free(used, cls):
+    """Free aligned blocks of class `cls` in a map of used MiBs."""
+    n = class_size(cls) // MIB
+    return sum(1 for b in range(0, len(used), n) if not any(used[b:b + n]))
+
+
+def occupancy(regions):
+    used = bytearray(CAPACITY // MIB)
+    for r in regions:
+        used[r["offset"] // MIB:(r["offset"] + r["size"]) // MIB] = b"\x01" * (r["size"] // MIB)
+    return used
+
+
+def largest_free(used):
+    for cls in range(6, -1, -1):
+        if count_free(used, cls):
+            return class_size(cls)
+    return 0
+
+
 def lease_expiries(lease, kill_ms):
     """The expiries regiond may have for a lease: the acknowledged one, and
     (an interval) what a renewal in flight at the kill could have set."""
@@ -773,7 +1069,7 @@ def check_state(server, model, cycle, rng, kill_ms):
     listed, pool_status, pool, t0, t1, waited = settled_snapshot(port, ready_ms)
     regions = {r["offset"]: r for r in listed}
     problems = []
-    stats = {"waited": waited, "expired_down": 0, "expired_run": 0}
+    stats = {"waited": waited, "expired_down": 0, "expired_run": 0, "new_ids": 0}
 
     # Shape, alignment, no overlap.
     end = 0
@@ -797,6 +1093,9 @@ def check_state(server, model, cycle, rng, kill_ms):
             or pool.get("freeBytes") != CAPACITY - used or pool.get("capacity") != CAPACITY:
         problems.append(f"GET /pool {pool_status} {pool} disagrees with the list "
                         f"(usedBytes {used}, regionCount {len(regions)})")
+    elif pool.get("largestFree") != largest_free(occupancy(regions.values())):
+        problems.append(f"GET /pool largestFree {pool.get('largestFree')} is not the largest free aligned block "
+                        f"of the list, {largest_free(occupancy(regions.values()))}")
     elif sum(c["allocated"] for c in pool["classes"]) != len(regions):
         problems.append(f"GET /pool per-class allocated counts do not add up to {len(regions)}: {pool['classes']}")
 
@@ -813,7 +1112,16 @@ def check_state(server, model, cycle, rng, kill_ms):
                             f"{fmt_ms(E)} and regiond was ready at {fmt_ms(ready_ms)}")
 
     def same(r, m):
-        return r["class"] == m["cls"] and r.get("label") == m["label"]
+        return r["class"] == m["cls"] and r.get("label") == m["label"] and r.get("id") == m["id"]
+
+    def new_id(r, what):
+        """r is an allocation whose answer never came: its id must be one never seen."""
+        if r.get("id") in model.seen_ids:
+            problems.append(f"REUSED id: {what} came back as {r}, whose id was seen before: "
+                            f"{model.seen_ids[r.get('id')]}")
+        else:
+            model.seen_ids[r.get("id")] = f"{what}, found after the restart of cycle {cycle}: {r}"
+            stats["new_ids"] += 1
 
     def check_lease(r, m, what):
         """r is m's region: it has m's lease (the acknowledged expiry, or one
@@ -846,14 +1154,17 @@ def check_state(server, model, cycle, rng, kill_ms):
 
     # Shared regions, by their (never reused) share keys.
     shared = {r["share"]: r for r in regions.values() if "share" in r}
+    shared_refs = {k: r["refs"] for k, r in shared.items()}
     extras = {o: r for o, r in regions.items() if "share" not in r}
     shares_resolved = [0, 0]   # in-flight joins and leaves at the kill
+    cleanup = []               # shared regions whose references are not all known: dropped after the check
     for key, s in list(model.shares.items()):
         r = shared.pop(key, None)
         if r is not None and (r["class"] != s["cls"] or r.get("label") != s["label"] or "expiresAt" in r
-                              or (s["offset"] is not None and r["offset"] != s["offset"])):
+                              or (s["offset"] is not None and r["offset"] != s["offset"])
+                              or (s["id"] is not None and r["id"] != s["id"])):
             problems.append(f"shared region {key} changed: expected class {s['cls']} label {s['label']!r} "
-                            f"at {s['offset']}, server has {r}")
+                            f"id {s['id']} at {s['offset']}, server has {r}")
             continue
         if s["state"] == "creating":
             # Its allocation was in flight (alone or in a batch).
@@ -865,35 +1176,44 @@ def check_state(server, model, cycle, rng, kill_ms):
             if r["refs"] != 1:
                 problems.append(f"shared region {key} whose allocation was in flight has refs {r['refs']}, "
                                 f"expected 1 (no join was sent): {r}")
-            s.update(offset=r["offset"], state="open", holders=[s["owner"]], batch=None, probes=[])
+            new_id(r, f"shared region {key} whose allocation was in flight")
+            s.update(offset=r["offset"], id=r["id"], state="open", batch=None, probes=[],
+                     holders=[{"cid": s["owner"], "ref": r["id"], "label": s["label"]}])
             continue
         lo = len(s["holders"])
         joins, leaves = s["pending_joins"], s["pending_leaves"]
-        hi = lo + len(joins) + len(leaves)
+        dropping = sum(len(leave["refs"]) for leave in leaves)
+        hi = lo + len(joins) + dropping
         refs = r["refs"] if r is not None else 0
         if not lo <= refs <= hi:
             what = "LOST shared region" if r is None else "shared region"
             expected = f"exactly {lo}" if lo == hi else f"{lo} to {hi} ({len(joins)} joins and " \
-                                                       f"{len(leaves)} leaves in flight)"
+                                                       f"{dropping} references dropped in flight)"
             problems.append(f"{what} {key} at {s['offset']}: refs {refs} after restart, expected {expected} "
                             f"(acknowledged joins minus acknowledged leaves); server has {r}")
             continue
-        # Whether the joins in flight happened, when refs tells.
-        if refs == hi and (joins or leaves):
-            happened = True if joins else None
+        # Whether the joins and the leaves in flight happened, when refs tells.
+        joined = left = None
+        if refs == lo + len(joins) and not leaves or refs == hi:
+            joined, left = bool(joins), False
         elif refs == lo:
-            happened = False if joins else None
-        else:
-            happened = None
+            joined, left = False, True
         for join in joins:
-            join["happened"] = happened
+            join["happened"] = joined
+        for leave in leaves:
+            if leave["teardown"] is not None and left is not None:
+                leave["teardown"]["seen"].add(left)
         shares_resolved[0] += len(joins)
         shares_resolved[1] += len(leaves)
         if r is None:
             del model.shares[key]
             continue
-        extra = [op["owner"] for op in leaves + joins][:refs - lo]
-        s.update(state="open", holders=s["holders"] + extra, pending_joins=[], pending_leaves=[], probes=[], zeros=0)
+        if left is None or joined:
+            # A join's reference (or which leave happened) is unknown: the check drops them all.
+            cleanup.append(s)
+            continue
+        holders = s["holders"] + ([h for leave in leaves for h in leave["refs"]] if left is False else [])
+        s.update(state="open", holders=holders, pending_joins=[], pending_leaves=[], probes=[], zeros=0)
     for key, r in shared.items():
         problems.append(f"PHANTOM shared region {r}: no acknowledged or in-flight allocation explains it")
 
@@ -917,7 +1237,7 @@ def check_state(server, model, cycle, rng, kill_ms):
                             f"label {m['label']!r} (client {m['owner']}) is missing")
         elif not same(r, m):
             problems.append(f"acknowledged allocation at {offset} changed: expected class {m['cls']} "
-                            f"label {m['label']!r}, server has {r}")
+                            f"label {m['label']!r} id {m['id']}, server has {r}")
         else:
             check_lease(r, m, "acknowledged allocation")
     releases_done = 0
@@ -925,17 +1245,19 @@ def check_state(server, model, cycle, rng, kill_ms):
         r = extras.get(offset)
         if r is not None and same(r, m):
             extras.pop(offset)
-            # The release did not happen, or it did and an unlabelled in-flight
-            # allocation of the same class took the offset again: without a
-            # label the two look alike, so the key is not checked.
-            m = m if m["label"] is not None else dict(m, key=None)
+            # The release did not happen (its id says so).
             check_lease(r, m, "region whose release was in flight")
             model.live[offset] = m
         else:
             releases_done += 1     # it did (the offset may now hold an in-flight allocation)
 
+    for td in model.uncertain_teardowns:
+        for offset, m in td["plain"]:
+            td["seen"].add(model.live.get(offset) is not m)
+
     # Everything else must be an in-flight allocation: labelled ones (and
-    # every batch item) by their unique label, unlabelled ones by class.
+    # every batch item) by their label (unique, or the client's vm-<cid>, of
+    # which a client has one allocation in flight), unlabelled ones by class.
     by_label = {op["label"]: op for op in model.uncertain_allocs if op["label"] is not None}
     for batch in model.uncertain_batches:
         for item in batch["items"]:
@@ -956,8 +1278,11 @@ def check_state(server, model, cycle, rng, kill_ms):
             op = candidates.pop() if candidates and "expiresAt" not in r else None
         if op is None or op["cls"] != r["class"]:
             problems.append(f"PHANTOM region {r}: no acknowledged or in-flight allocation explains it "
-                            f"(an acknowledged release, a failed request, or never requested)")
+                            f"(an acknowledged release, a failed request, or never requested)"
+                            + (f"; its id was answered before: {model.seen_ids[r.get('id')]}"
+                               if r.get("id") in model.seen_ids else ""))
             continue
+        new_id(r, f"the allocation in flight {op['label']!r} of client {op['owner']}")
         E = expiry_ms(r)
         if (E is None) != (op["ttl"] is None) or (E is not None and not expiry_in(E, op["ttl"], op["sent"], kill_ms)):
             problems.append(f"region {r} of the allocation in flight {op['label']!r} (ttl {op['ttl']}, sent at "
@@ -968,7 +1293,7 @@ def check_state(server, model, cycle, rng, kill_ms):
         if op.get("batch") is not None:
             op["batch"]["found"] = op["batch"].get("found", set()) | {op["label"]}
         # Only a labelled op is identified for sure; its key belongs to this region.
-        entry = {"cls": op["cls"], "label": op["label"], "owner": op["owner"],
+        entry = {"cls": op["cls"], "label": op["label"], "owner": op["owner"], "id": r["id"],
                  "size": op["size"], "key": op["key"] if label is not None else None}
         if E is not None:
             entry["lease"] = {"ttl": op["ttl"], "expires": E, "renewing": None}
@@ -1000,11 +1325,71 @@ def check_state(server, model, cycle, rng, kill_ms):
                 + {True: " there", False: " NOT there", None: " unknown"}[there] for item, there in seen))
         batches_done[0 if True in known else 1] += 1
 
+    # A teardown in flight is there wholly or not at all.
+    teardowns_checked = 0
+    for td in model.uncertain_teardowns:
+        if len(td["seen"]) > 1:
+            problems.append(f"PARTIAL teardown of {td['label']} in flight at the kill: some of its regions "
+                            f"and references are gone, others are not")
+        teardowns_checked += bool(td["seen"])
+
+    # No answered read or refusal showed what the crash undid.
+    by_id = {r["id"]: r for r in regions.values()}
+    reads = {}
+    for sent, r in model.reads:
+        k = (r["id"], r.get("refs"), r.get("expiresAt"))
+        reads[k] = max(reads.get(k, (0, None)), (sent, r), key=lambda x: x[0])
+    for (i, _, _), (sent, r) in reads.items():
+        now = by_id.get(i)
+        if now is not None and (now["offset"] != r["offset"] or now["class"] != r["class"]
+                                or now.get("label") != r.get("label") or now.get("share") != r.get("share")):
+            problems.append(f"READ region {r} (asked at {fmt_ms(sent)}) is another region after the restart: {now}")
+            continue
+        shown = r.get("refs", 1)
+        left = 0 if now is None else now.get("refs", 1)
+        later = sum(n for n, answered in model.drops.get(i, []) if answered is None or answered >= sent)
+        if left >= shown - later:
+            continue
+        E = expiry_ms(r)
+        if E is not None and min(E, model.renew_ends.get(i, E)) <= t1 + CLOCK_SLACK_MS:
+            continue
+        problems.append(f"UNDONE READ: GET asked at {fmt_ms(sent)} answered {r}, but after the restart "
+                        + (f"it has refs {left}" if now is not None else "it is gone")
+                        + f", and only {later} of its references were dropped after that read")
+    for i, sent in model.gone:
+        if i in by_id:
+            problems.append(f"UNDONE REFUSAL: id {i} answered 404 not_allocated at {fmt_ms(sent)}, but after the "
+                            f"restart it is there: {by_id[i]}")
+    # A 409 not_enough_space saw the pool as full as (or fuller than) what survived, together with
+    # every region this cycle knew of (one released since still held its place then).
+    held = occupancy([{"offset": o, "size": size} for o, size in model.known] + list(regions.values()))
+    for cls, blocks, largest in model.refusals:
+        free_blocks = count_free(held, cls)
+        bad = (blocks is not None and free_blocks > blocks) or \
+              (largest is not None and largest < largest_free(held)) or (blocks is None and free_blocks > 0)
+        if bad:
+            problems.append(f"UNDONE REFUSAL: a 409 not_enough_space for class {cls} answered before the kill "
+                            f"(free blocks of the class {blocks}, largestFree {largest}), but the state after the "
+                            f"restart with every region known this cycle has {free_blocks} free blocks of it "
+                            f"and largestFree {largest_free(held)}")
+    stats["read_checks"] = (len(reads), len(model.gone), len(model.refusals))
+
     for s in model.shares.values():
         if s["state"] == "open" and not s["holders"]:
             problems.append(f"internal: shared region {s['key']} is open with no holders")
     if problems:
         raise TestFailure("\n  ".join([f"cycle {cycle}: state after restart is wrong:"] + problems))
+
+    # Shared regions whose references are not all known: drop them all (the newest each time).
+    for s in cleanup:
+        for _ in range(shared_refs[s["key"]]):
+            status, resp, _ = request(port, "DELETE", f"/regions/{s['offset']}?id={s['id']}")
+            if status != 200 or not isinstance(resp, dict) or resp.get("id") != s["id"]:
+                raise TestFailure(f"cycle {cycle}: dropping a reference of {s['key']} answered {status} {resp}")
+        if resp.get("refs") != 0:
+            raise TestFailure(f"cycle {cycle}: dropping the {shared_refs[s['key']]} references of {s['key']} "
+                              f"left refs {resp.get('refs')}")
+        del model.shares[s["key"]]
 
     # Keys survive the restart: a repeat replays the same region.
     keyed = [o for o, m in model.live.items() if m.get("key")]
@@ -1027,6 +1412,9 @@ def check_state(server, model, cycle, rng, kill_ms):
     model.uncertain_allocs = []
     model.uncertain_releases = []
     model.uncertain_batches = []
+    model.uncertain_teardowns = []
+    stats["teardowns_checked"] = teardowns_checked
+    model.cycle_start()
     return resolved, len(regions), used, stats
 
 
@@ -1054,8 +1442,10 @@ def main():
     log_path = os.path.join(work, "regiond.log")
     model = Model()
     names = ["allocs", "releases", "full", "replays", "shares", "joins", "leaves", "unshared", "conflicts",
-             "leases", "renewals", "expired", "batches", "batch_items", "batches_failed"]
-    totals = dict.fromkeys(names + ["uncertain", "expired_down", "expired_run", "partial_checked"], 0)
+             "leases", "renewals", "expired", "batches", "batch_items", "batches_failed", "teardowns", "torn",
+             "stale", "reads", "gone"]
+    totals = dict.fromkeys(names + ["uncertain", "expired_down", "expired_run", "partial_checked", "new_ids",
+                                    "teardowns_checked", "reads_checked", "gone_checked", "refusals_checked"], 0)
     started = time.monotonic()
     server = None
     ok = False
@@ -1066,6 +1456,8 @@ def main():
             stop = threading.Event()
             clients = [Client(i, server.port, model, random.Random(rng.random()), stop, cycle, counters)
                        for i in range(CLIENTS)]
+            clients += [Reader(i, server.port, model, random.Random(rng.random()), stop, counters)
+                        for i in range(READERS)]
             for c in clients:
                 c.start()
             run_for = rng.uniform(0.2, 1.5)
@@ -1081,7 +1473,7 @@ def main():
             for c in clients:
                 c.join(15)
                 if c.is_alive():
-                    raise TestFailure(f"cycle {cycle}: client {c.cid} still hangs 15 s after the kill")
+                    raise TestFailure(f"cycle {cycle}: {c.name} still hangs 15 s after the kill")
             if model.errors:
                 raise TestFailure(f"cycle {cycle}: wrong answers before the kill:\n  " + "\n  ".join(model.errors))
             kinds = model.in_flight()
@@ -1094,6 +1486,10 @@ def main():
             totals["expired_down"] += st["expired_down"]
             totals["expired_run"] += st["expired_run"] + counters["expired"]
             totals["partial_checked"] += sum(st["batches"])
+            totals["new_ids"] += st["new_ids"]
+            totals["teardowns_checked"] += st["teardowns_checked"]
+            for k, v in zip(["reads_checked", "gone_checked", "refusals_checked"], st["read_checks"]):
+                totals[k] += v
             print(f"cycle {cycle:2}: ran {run_for:.2f}s, acked {counters['allocs']:4} allocs "
                   f"{counters['releases']:4} releases ({counters['full']} full, {counters['replays']} replays); "
                   f"in flight at kill {uncertain} (≈{in_flight} just before): allocs kept {a_done} / "
@@ -1107,6 +1503,10 @@ def main():
                   f"ms; now {st['leased']}); batches {counters['batches']} ({counters['batch_items']} items) + "
                   f"{counters['batches_failed']} failing, {kinds[2]} in flight: {st['batches'][0]} there, "
                   f"{st['batches'][1]} not", flush=True)
+            print(f"          teardowns {counters['teardowns']} ({counters['torn']} regions), {kinds[5]} in flight "
+                  f"({st['teardowns_checked']} checked); stale ids {counters['stale']}; checked "
+                  f"{st['read_checks'][0]} regions read, {st['read_checks'][1]} 404s, {st['read_checks'][2]} 409s; "
+                  f"{st['new_ids']} new ids after restart", flush=True)
         ok = True
     except TestFailure as e:
         print(f"FAIL (seed {seed}): {e}", file=sys.stderr)
@@ -1127,8 +1527,12 @@ def main():
           f"({totals['unshared']} last), {totals['conflicts']} share conflicts; {totals['leases']} leases, "
           f"{totals['renewals']} renewals, {totals['expired_run']} expired running, {totals['expired_down']} "
           f"while down; {totals['batches']} batches ({totals['batch_items']} items), {totals['batches_failed']} "
-          f"failing ones, {totals['partial_checked']} in flight checked whole-or-nothing; {totals['uncertain']} "
-          f"in flight at a kill; no acknowledged change lost, no phantom change (seed {seed})")
+          f"failing ones, {totals['partial_checked']} in flight checked whole-or-nothing; {totals['teardowns']} "
+          f"teardowns ({totals['torn']} regions), {totals['teardowns_checked']} in flight checked whole-or-nothing; "
+          f"{totals['stale']} stale-id 404s; {totals['uncertain']} in flight at a kill; {len(model.seen_ids)} ids, "
+          f"none reused ({totals['new_ids']} found after a restart); answered before a kill and checked after it: "
+          f"{totals['reads_checked']} regions read, {totals['gone_checked']} 404s, {totals['refusals_checked']} "
+          f"409s; no acknowledged change lost, no phantom change, no answered read undone (seed {seed})")
     return 0
 
 
