@@ -2,11 +2,15 @@ internal import Foundation
 
 /// A failed request, rendered as RFC 9457 problem details. Handlers throw
 /// it; the router catches it in one place and turns it into a response.
+/// The application says what each status, code and title is (this layer
+/// knows none of them).
 public struct HTTPError: Error, Sendable {
     /// The status code.
     public var status: Int
-    /// A stable snake_case code for programs (`not_found`, ...).
+    /// A stable snake_case code for programs.
     public var code: String
+    /// The problem's title: the status's reason phrase.
+    public var title: String
     /// What was wrong, for a human.
     public var detail: String
     /// Extension members of the problem (RFC 9457 §3.2), such as a number a
@@ -17,11 +21,12 @@ public struct HTTPError: Error, Sendable {
 
     /// Makes an error.
     public init(
-        _ status: Int, _ code: String, _ detail: String, members: [String: UInt64] = [:],
+        status: Int, code: String, title: String, detail: String, members: [String: UInt64] = [:],
         headers: [(name: String, value: String)] = []
     ) {
         self.status = status
         self.code = code
+        self.title = title
         self.detail = detail
         self.members = members
         self.headers = headers
@@ -41,7 +46,7 @@ public struct HTTPError: Error, Sendable {
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: Key.self)
             try container.encode("about:blank", forKey: Key(stringValue: "type"))
-            try container.encode(HTTPError.reason(error.status), forKey: Key(stringValue: "title"))
+            try container.encode(error.title, forKey: Key(stringValue: "title"))
             try container.encode(error.status, forKey: Key(stringValue: "status"))
             try container.encode(error.detail, forKey: Key(stringValue: "detail"))
             try container.encode(error.code, forKey: Key(stringValue: "code"))
@@ -57,21 +62,5 @@ public struct HTTPError: Error, Sendable {
         response.headers += headers
         response.problemCode = code
         return response
-    }
-
-    /// The reason phrase of a status code, used as the problem's title.
-    public static func reason(_ status: Int) -> String {
-        switch status {
-        case 400: "Bad Request"
-        case 401: "Unauthorized"
-        case 404: "Not Found"
-        case 405: "Method Not Allowed"
-        case 409: "Conflict"
-        case 413: "Content Too Large"
-        case 422: "Unprocessable Content"
-        case 500: "Internal Server Error"
-        case 503: "Service Unavailable"
-        default: "Error"
-        }
     }
 }

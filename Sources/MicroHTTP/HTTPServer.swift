@@ -63,6 +63,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     private let configuration: Configuration
     private let handler: @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
+    /// Renders what the server refuses by itself (the request as far as it was read).
+    private let refuse: @Sendable (Refusal, Request) -> Response
     private let logger: Logger
     private var daemon: OpaquePointer?
     private var listenSocket: ListenSocket?
@@ -79,10 +81,12 @@ public final class HTTPServer: @unchecked Sendable {
     public init(
         configuration: Configuration,
         logger: Logger,
+        refuse: @escaping @Sendable (Refusal, Request) -> Response = { refusal, _ in Refusal.bare(refusal) },
         handler: @escaping @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.refuse = refuse
         self.handler = handler
     }
 
@@ -135,14 +139,11 @@ public final class HTTPServer: @unchecked Sendable {
         // libmicrohttpd will not stop cleanly while connections are suspended,
         // and a handler answering later must not resume a freed connection:
         // answer every waiting request now (a late answer is then ignored).
-        let unavailable = HTTPError(
-            503, "shutting_down", "the server stopped before this request was answered; it may or may not have taken effect"
-        ).response
         for _ in 0..<10 {
             let waiting = suspended.takeAll()
             if waiting.isEmpty { break }
             logger.warning("answering requests still waiting with 503", metadata: ["requests": "\(waiting.count)"])
-            for exchange in waiting { exchange.complete(unavailable) }
+            for exchange in waiting { exchange.complete(refuse(.shuttingDown, exchange.request)) }
             waitForRequests(until: ContinuousClock.now + .milliseconds(500))
         }
         let left = inFlight.load(ordering: .acquiring)
@@ -186,6 +187,8 @@ public final class HTTPServer: @unchecked Sendable {
         let target: [UInt8]
         /// The header fields, read once on the first call.
         var headers: [(name: String, value: String)] = []
+        /// The method, read on the first call.
+        var method = ""
         /// False until the access handler has seen the headers.
         var started = false
         var body: [UInt8] = []
@@ -197,6 +200,11 @@ public final class HTTPServer: @unchecked Sendable {
 
         init(target: [UInt8]) {
             self.target = target
+        }
+
+        /// The request as far as it was read, without its body: what a refusal sees.
+        var request: Request {
+            Request(target: target, method: method, headers: headers, body: [])
         }
 
         /// Runs `body` with the phase, holding the lock.
@@ -272,15 +280,16 @@ public final class HTTPServer: @unchecked Sendable {
             // queued on the first call closes the connection unread.
             exchange.started = true
             exchange.connection = connection
+            exchange.method = String(cString: method)
             let fields = HeaderFields.read(connection)
             exchange.headers = fields.headers
             switch fields.framing {
             case .invalid(let detail):
                 exchange.withPhase { $0 = .done }
-                return queue(HTTPError(400, "invalid_request", detail).response, on: connection)
+                return queue(refuse(.ambiguousFraming(detail), exchange.request), on: connection)
             case .length(let declared) where declared > configuration.bodyLimit:
                 exchange.withPhase { $0 = .done }
-                return queue(tooLarge(), on: connection)
+                return queue(refuse(.bodyTooLarge(limit: configuration.bodyLimit), exchange.request), on: connection)
             case .length, .chunked, .none:
                 return .YES
             }
@@ -304,7 +313,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         if exchange.tooLarge {
             exchange.withPhase { $0 = .done }
-            return queue(tooLarge(), on: connection)
+            return queue(refuse(.bodyTooLarge(limit: configuration.bodyLimit), exchange.request), on: connection)
         }
         // Resumed after the handler answered.
         if let ready = exchange.takeAnswer() {
@@ -312,8 +321,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         // The final call: the whole request is in.
         exchange.withPhase { $0 = .waiting }
-        let request = Request(
-            target: exchange.target, method: String(cString: method), headers: exchange.headers, body: exchange.body)
+        let request = Request(target: exchange.target, method: exchange.method, headers: exchange.headers, body: exchange.body)
         exchange.body = []
         handler(request) { response in exchange.complete(response) }
         if let answered = exchange.takeAnswer() {
@@ -347,10 +355,6 @@ public final class HTTPServer: @unchecked Sendable {
         exchange.withPhase { $0 = .done }
         suspended.remove(exchange)
         inFlight.subtract(1, ordering: .releasing)
-    }
-
-    private func tooLarge() -> Response {
-        HTTPError(413, "payload_too_large", "the body is larger than \(configuration.bodyLimit) bytes").response
     }
 
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {

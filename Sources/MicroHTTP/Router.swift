@@ -20,6 +20,9 @@ public struct Router: Sendable {
     /// Runs before routing; throws to refuse the request (the bearer token).
     public var guardRequest: @Sendable (Request) throws(HTTPError) -> Void = { _ in }
 
+    /// Renders a request no handler takes (no route, or not that method).
+    public var refuse: @Sendable (Refusal) -> Response = Refusal.bare
+
     /// Sees every response with the route template it matched (`unmatched`
     /// when none did) and when the request started: metrics and logs.
     public var observe: @Sendable (Request, _ route: String, Response, _ started: ContinuousClock.Instant) -> Void = {
@@ -67,13 +70,11 @@ public struct Router: Sendable {
         do throws(HTTPError) {
             try guardRequest(request)
             guard let (route, parameters) = matched else {
-                throw HTTPError(404, "not_found", "no route for \(request.path)")
+                return respond(refuse(.noRoute(path: request.path)))
             }
             guard let handler = route.methods.first(where: { $0.method == request.method })?.handler else {
-                var error = HTTPError(
-                    405, "method_not_allowed", "\(request.method) is not allowed on \(route.template)")
-                error.headers = [("Allow", route.methods.map(\.method).joined(separator: ", "))]
-                throw error
+                return respond(
+                    refuse(.methodNotAllowed(method: request.method, template: route.template, allowed: route.methods.map(\.method))))
             }
             try handler(request, parameters, respond)
         } catch {
@@ -81,11 +82,19 @@ public struct Router: Sendable {
         }
     }
 
-    /// The route whose template the path fits, and its parameters. Walks
-    /// the path's bytes once per route, without splitting it.
+    /// The template of the route the path fits, if any (for oracles and tests).
+    public func template(matching path: String) -> String? {
+        match(path)?.0.template
+    }
+
+    /// The route whose template the path fits, and its parameters: of
+    /// several, the one with the most literal segments (`/regions/batch`
+    /// before `/regions/{offset}`), so the order routes are added in does
+    /// not matter. Walks the path's bytes once per route, without splitting it.
     private func match(_ path: String) -> (Route, Parameters)? {
         let bytes = path.utf8
         guard bytes.first == UInt8(ascii: "/") else { return nil }
+        var best: (route: Route, parameters: Parameters, literals: Int)?
         for route in routes {
             var parameters: Parameters = [:]
             var position = bytes.index(after: bytes.startIndex)
@@ -105,8 +114,9 @@ public struct Router: Sendable {
                 guard last ? end == bytes.endIndex : end != bytes.endIndex else { matched = false; break }
                 position = last ? end : bytes.index(after: end)
             }
-            if matched { return (route, parameters) }
+            let literals = route.segments.count - parameters.count
+            if matched && literals > best?.literals ?? -1 { best = (route, parameters, literals) }
         }
-        return nil
+        return best.map { ($0.route, $0.parameters) }
     }
 }

@@ -59,7 +59,7 @@ final class FuzzHarness: Sendable {
     /// The promises every single response keeps.
     func check(_ response: Response, to request: Request, guarded: Bool) -> String? {
         guard (200..<600).contains(response.status) else { return "status out of range" }
-        let openRoute = ["/livez", "/healthz", "/readyz"].contains(request.path)
+        let openRoute = RegionRoute.allCases.contains { $0.isOpen && $0.template == request.path }
         if guarded && !openRoute && request.header("Authorization") != "Bearer \(FuzzInput.token)"
             && response.status != 401
         {
@@ -87,40 +87,33 @@ final class FuzzHarness: Sendable {
     /// 2xx at all; the router matches paths exactly.
     func checkSuccess(_ response: Response, to request: Request) -> String? {
         let json = response.header("Content-Type") == "application/json" ? object(response.body) : nil
-        let segments = request.path.split(separator: "/", omittingEmptySubsequences: false)
-        let route =
-            switch (segments.count, request.path) {
-            case (3, "/regions/batch"): "/regions/batch"
-            case (3, _) where request.path.hasPrefix("/regions/"): "/regions/{offset}"
-            case (4, _) where request.path.hasPrefix("/regions/") && segments[3] == "renew": "/regions/{offset}/renew"
-            default: request.path
-            }
-        switch (request.method, route) {
-        case ("POST", "/regions"), ("GET", "/regions/{offset}"), ("DELETE", "/regions/{offset}"),
-            ("POST", "/regions/{offset}/renew"):
+        guard let template = open.template(matching: request.path), let route = RegionRoute(method: request.method, template: template)
+        else {
+            return "2xx from \(request.method) \(request.path), which no route takes"
+        }
+        switch route {
+        case .allocate, .get, .release, .renew:
             return checkRegion(json)
-        case ("GET", "/regions"), ("POST", "/regions/batch"), ("DELETE", "/regions"):
+        case .list, .allocateBatch, .releaseByLabel:
             guard let regions = json?["regions"] as? [[String: Any]] else { return "region list body does not decode" }
             return regions.lazy.compactMap(checkRegion).first
-        case ("GET", "/pool"):
+        case .pool:
             return poolFigures(json) == nil ? "pool body does not decode" : nil
-        case ("GET", "/livez"), ("GET", "/healthz"), ("GET", "/readyz"):
+        case .livez, .healthz, .readyz:
             return json?["status"] as? String == "ok" ? nil : "probe body is not {\"status\":\"ok\"}"
-        case ("GET", "/metrics"):
+        case .metrics:
             guard response.header("Content-Type")?.hasPrefix("text/plain") == true,
                 String(validating: response.body, as: UTF8.self)?.contains("# TYPE regiond_") == true
             else {
                 return "metrics body is not the text exposition"
             }
             return nil
-        case ("GET", "/openapi.yaml"):
+        case .openapi:
             guard response.header("Content-Type") == "application/yaml", response.body.starts(with: Array("openapi:".utf8))
             else {
                 return "openapi.yaml body is not the spec"
             }
             return nil
-        default:
-            return "2xx from \(request.method) \(route), which has no such answer"
         }
     }
 

@@ -3,6 +3,13 @@ internal import MemoryPool
 internal import MicroHTTP
 internal import RegionState
 
+/// Why a request body was refused: the detail of a 400 `invalid_request`,
+/// and for a batch the index of the item. Every body reader throws it.
+struct BodyError: Error, Equatable {
+    var detail: String
+    var index: Int?
+}
+
 /// The body of `POST /regions` and of each batch item; unknown fields are ignored.
 struct AllocateBody {
     let size: UInt64
@@ -15,18 +22,23 @@ struct AllocateBody {
     static let maximumText = 256
     /// The longest lease: 30 days.
     static let ttlRange: ClosedRange<UInt64> = 1...2_592_000
+    /// What a body that is no allocation request is told.
+    static let shape =
+        "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""
+
+    /// Reads `{"size": N, "label": "...", "share": "...", "ttl": S}` from bytes.
+    static func read(_ bytes: [UInt8]) throws(BodyError) -> AllocateBody {
+        guard let json = JSONValue.parse(bytes) else { throw BodyError(detail: shape) }
+        return try read(json)
+    }
 
     /// Reads `{"size": N, "label": "...", "share": "...", "ttl": S}`: `size`
     /// an integer from 0 to `UInt64.max`; `label` a string of at most 256
     /// characters and `share` one of 1 to 256, when present
     /// (`null` is not a string); `ttl` an integer from 1 to 2592000 seconds
     /// when present.
-    /// Returns what is wrong otherwise.
-    static func read(_ json: JSONValue) -> Result<AllocateBody, Problem> {
-        guard case .object = json, let size = json["size"]?.unsignedInteger else {
-            return .failure(.invalid(
-                "the body must be a JSON object with an integer \"size\" from 0 to 18446744073709551615 and an optional string \"label\""))
-        }
+    static func read(_ json: JSONValue) throws(BodyError) -> AllocateBody {
+        guard case .object = json, let size = json["size"]?.unsignedInteger else { throw BodyError(detail: shape) }
         var texts: [String: String] = [:]
         for name in ["label", "share"] {
             switch json[name] {
@@ -34,32 +46,21 @@ struct AllocateBody {
             case .string(let text) where ((name == "label" ? 0 : 1)...maximumText).contains(text.unicodeScalars.count):
                 texts[name] = text
             case .string:
-                return .failure(.invalid(
-                    name == "label"
-                        ? "the label is longer than \(maximumText) characters" : "the share key must be 1 to \(maximumText) characters"))
+                throw BodyError(
+                    detail: name == "label"
+                        ? "the label is longer than \(maximumText) characters" : "the share key must be 1 to \(maximumText) characters")
             default:
-                return .failure(.invalid("\"\(name)\" must be a string"))
+                throw BodyError(detail: "\"\(name)\" must be a string")
             }
         }
         var ttl: UInt32?
         if let given = json["ttl"] {
             guard let seconds = given.unsignedInteger, ttlRange.contains(seconds) else {
-                return .failure(.invalid("\"ttl\" must be an integer number of seconds from 1 to 2592000 (30 days)"))
+                throw BodyError(detail: "\"ttl\" must be an integer number of seconds from 1 to 2592000 (30 days)")
             }
             ttl = UInt32(seconds)
         }
-        return .success(AllocateBody(size: size, label: texts["label"], share: texts["share"], ttl: ttl))
-    }
-
-    /// Why a body was refused: the detail of a 400 `invalid_request`.
-    enum Problem: Error {
-        case invalid(String)
-
-        var detail: String {
-            switch self {
-            case .invalid(let detail): detail
-            }
-        }
+        return AllocateBody(size: size, label: texts["label"], share: texts["share"], ttl: ttl)
     }
 }
 
@@ -102,11 +103,13 @@ struct RegionBody: Encodable {
 struct RenewBody {
     let ttl: UInt32?
 
-    static func read(_ bytes: [UInt8]) -> RenewBody? {
+    static func read(_ bytes: [UInt8]) throws(BodyError) -> RenewBody {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) { return RenewBody(ttl: nil) }
-        guard let json = JSONValue.parse(bytes), case .object = json else { return nil }
+        let refused = BodyError(
+            detail: "the body must be empty or a JSON object with an optional integer \"ttl\" from 1 to 2592000 seconds")
+        guard let json = JSONValue.parse(bytes), case .object = json else { throw refused }
         guard let given = json["ttl"] else { return RenewBody(ttl: nil) }
-        guard let seconds = given.unsignedInteger, AllocateBody.ttlRange.contains(seconds) else { return nil }
+        guard let seconds = given.unsignedInteger, AllocateBody.ttlRange.contains(seconds) else { throw refused }
         return RenewBody(ttl: UInt32(seconds))
     }
 }
@@ -117,23 +120,21 @@ struct BatchBody {
 
     static let itemLimit = 1024
 
-    static func read(_ bytes: [UInt8]) -> Result<BatchBody, HTTPError> {
+    static func read(_ bytes: [UInt8]) throws(BodyError) -> BatchBody {
         guard let json = JSONValue.parse(bytes), case .object = json, case .array(let items)? = json["regions"],
             (1...itemLimit).contains(items.count)
         else {
-            return .failure(HTTPError(
-                400, "invalid_request", "the body must be a JSON object with \"regions\": an array of 1 to \(itemLimit) items"))
+            throw BodyError(detail: "the body must be a JSON object with \"regions\": an array of 1 to \(itemLimit) items")
         }
         var read: [AllocateBody] = []
         for (index, item) in items.enumerated() {
-            switch AllocateBody.read(item) {
-            case .success(let body): read.append(body)
-            case .failure(let problem):
-                return .failure(HTTPError(
-                    400, "invalid_request", "item \(index): \(problem.detail)", members: ["index": UInt64(index)]))
+            do throws(BodyError) {
+                read.append(try AllocateBody.read(item))
+            } catch {
+                throw BodyError(detail: "item \(index): \(error.detail)", index: index)
             }
         }
-        return .success(BatchBody(items: read))
+        return BatchBody(items: read)
     }
 }
 

@@ -29,13 +29,13 @@ public indirect enum RegionError: Error, Equatable, Sendable, CustomStringConver
         case .invalidMemoryClass: "\(PoolError.invalidMemoryClass): the size must be from 1 byte to 4 GiB"
         case .notEnoughSpace: "\(PoolError.notEnoughSpace)"
         case .notAllocated: "\(PoolError.notAllocated)"
-        case .keyReused(let key): "Idempotency-Key \(key) was used for a request with another size, label, share or ttl"
+        case .keyReused(let key): "key \(key) is bound to a request with another size, label, share or ttl"
         case .unavailable: "the change could not be written to the journal; it was not made"
         case .loading: "the state is still loading"
         case .shareConflict(let share, let memoryClass):
             "share \(share) is a class \(memoryClass) region; this size needs another class"
-        case .notLeased: "the region has no lease: only a leased region can be renewed"
-        case .tooManyReferences(let limit): "the shared region already holds \(limit) references, the most it may"
+        case .notLeased: "the region has no lease"
+        case .tooManyReferences(let limit): "the region holds \(limit) references, the most it may"
         case .batchItem(let index, let error): "item \(index): \(error); nothing in the batch was allocated"
         }
     }

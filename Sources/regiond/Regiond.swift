@@ -91,79 +91,44 @@ struct Regiond: ParsableCommand {
         defer { LogSink.standardError.close() }
         let logger = Logger(label: "regiond")
         let token = try settings.tokenFile.map(Self.readToken)
-        let metrics = RegionMetrics()
         if printRoutes {
-            let router = RegionAPI.router(
-                service: RegionService(journal: nil, logger: logger), metrics: metrics, logger: logger)
-            router.routeTable.forEach { print($0) }
+            RegionRoute.allCases.forEach { print($0.rawValue) }
             return
         }
-        let journal: Journal?
         if settings.inMemory {
             logger.notice("running in memory: no state is kept on disk, every allocation is forgotten on exit")
-            journal = nil
-        } else {
-            do {
-                journal = try Journal(directory: settings.stateDirectory, logger: logger) { metrics.recordFsync(duration: $0) }
-            } catch {
-                logger.critical("cannot use the state directory: \(error)")
-                throw ExitCode(1)
-            }
         }
-        let service = RegionService(journal: journal, logger: logger) { _ in metrics.recordExpiry() }
-        let router = RegionAPI.router(service: service, metrics: metrics, logger: logger, token: token)
         let endpoint: HTTPServer.Configuration.Endpoint =
             settings.unixSocket.map { .unix(path: $0) } ?? .tcp(host: settings.host, port: settings.port)
-        let server = HTTPServer(
-            configuration: .init(
-                endpoint: endpoint,
-                threads: settings.threads,
-                maxConnections: settings.maxConnections,
-                maxConnectionsPerIP: settings.maxConnectionsPerIP,
-                connectionTimeout: settings.connectionTimeout
-            ),
-            logger: logger
-        ) { request, respond in
-            router.handle(request, respond: respond)
-        }
+        let configuration = RegionDaemon.Configuration(
+            server: .init(
+                endpoint: endpoint, threads: settings.threads, maxConnections: settings.maxConnections,
+                maxConnectionsPerIP: settings.maxConnectionsPerIP, connectionTimeout: settings.connectionTimeout),
+            stateDirectory: settings.inMemory ? nil : settings.stateDirectory, token: token)
+        let daemon: RegionDaemon
         do {
-            try server.start()
+            daemon = try RegionDaemon(configuration: configuration, logger: logger)
+            try daemon.listen()
         } catch {
-            logger.critical("cannot start: \(error)")
+            logger.critical("\(error)")
             throw ExitCode(1)
         }
-        print("listening on \(server.address)")
+        print("listening on \(daemon.address)")
         fflush(nil)
-        let started = ContinuousClock.now
         do {
-            try service.load()
+            try daemon.load()
         } catch {
-            logger.critical("cannot load the state: \(error)")
-            server.shutdown()
+            logger.critical("\(error)")
+            daemon.stop()
             throw ExitCode(2)
         }
-        logger.info("ready", metadata: ["loadTime": "\(ContinuousClock.now - started)"])
-        // After a failed write, try every second to start the journal over.
-        let recovery = DispatchSource.makeTimerSource(queue: .global())
-        recovery.schedule(deadline: .now() + 1, repeating: 1)
-        recovery.setEventHandler { service.recoverIfNeeded() }
-        recovery.resume()
-        // Leases end on time to within this period (and at start-up for those
-        // that ended while regiond was down).
-        let expiry = DispatchSource.makeTimerSource(queue: .global())
-        expiry.schedule(deadline: .now(), repeating: .milliseconds(100))
-        expiry.setEventHandler { service.expireDue() }
-        expiry.resume()
 
         // SIGTERM and SIGINT have been blocked since start-up, so one sent at
         // any moment waits here instead of killing us or getting lost.
         var received: Int32 = 0
         sigwait(&stopSignals, &received)
-        logger.info("stopping", metadata: ["signal": "\(received)"])
-        server.shutdown()
-        expiry.cancel()
-        journal?.close()
-        recovery.cancel()
+        logger.info("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        daemon.stop()
         logger.info("stopped")
     }
 }

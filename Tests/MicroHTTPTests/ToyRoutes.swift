@@ -14,6 +14,7 @@ final class ToyRoutes: Sendable {
 
     var router: Router {
         var router = Router()
+        router.refuse = render
         router.on("GET", "/ping", now: { _, _ in Response(status: 200, body: Array("pong".utf8)) })
         router.on("POST", "/echo", now: { request, _ in Response(status: 200, body: request.body) })
         router.on("GET", "/echo/{value}", now: { _, parameters in
@@ -36,12 +37,18 @@ final class ToyRoutes: Sendable {
     }
 }
 
+/// Renders a refusal as its Swift description, so a test sees which one came.
+let render: @Sendable (Refusal) -> Response = { refusal in
+    Response(status: refusal.status, headers: refusal.headers, body: Array("\(refusal)".utf8))
+}
+
 /// Starts a server for `routes` on 127.0.0.1, port 0.
 func startServer(_ routes: ToyRoutes, timeout: Int = 5) throws -> (HTTPServer, port: Int) {
     let router = routes.router
     let server = HTTPServer(
         configuration: .init(endpoint: .tcp(host: "127.0.0.1", port: 0), connectionTimeout: timeout),
-        logger: quietLogger
+        logger: quietLogger,
+        refuse: { refusal, _ in render(refusal) }
     ) { request, respond in
         router.handle(request, respond: respond)
     }

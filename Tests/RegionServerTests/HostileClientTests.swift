@@ -328,7 +328,7 @@ private final class HostileFixture {
         let regions: String
     }
 
-    let server: HTTPServer
+    let daemon: RegionDaemon
     let port: Int
     /// Offsets of the regions allocated up front.
     private(set) var seeded: [UInt64] = []
@@ -336,22 +336,13 @@ private final class HostileFixture {
     init(maxConnections: Int = 2000, maxConnectionsPerIP: Int = 0) throws {
         var logger = Logger(label: "regiond.hostile.test")
         logger.logLevel = .critical
-        let service = RegionService(journal: nil, logger: logger)
-        let router = RegionAPI.router(service: service, metrics: RegionMetrics(), logger: logger)
-        server = HTTPServer(
-            configuration: .init(
-                endpoint: .tcp(host: "127.0.0.1", port: 0),
-                threads: 2,
-                maxConnections: maxConnections,
-                maxConnectionsPerIP: maxConnectionsPerIP,
-                connectionTimeout: 2
-            ),
-            logger: logger
-        ) { request, respond in
-            router.handle(request, respond: respond)
-        }
-        try server.start()
-        port = try #require(server.address.split(separator: ":").last.flatMap { Int($0) })
+        let server = HTTPServer.Configuration(
+            endpoint: .tcp(host: "127.0.0.1", port: 0), threads: 2, maxConnections: maxConnections,
+            maxConnectionsPerIP: maxConnectionsPerIP, connectionTimeout: 2)
+        daemon = try RegionDaemon(configuration: .init(server: server, stateDirectory: nil), logger: logger)
+        try daemon.listen()
+        try daemon.load()
+        port = try #require(daemon.address.split(separator: ":").last.flatMap { Int($0) })
         for body in [#"{"size": 1048576, "label": "seed"}"#, #"{"size": 16777216}"#] {
             let outcome = try RawClient.exchange(port: port, "POST", "/regions", body: body)
             guard case .response(let response) = outcome, response.status == 201 else {
@@ -362,7 +353,7 @@ private final class HostileFixture {
     }
 
     deinit {
-        server.shutdown(drainTimeout: .zero)
+        daemon.stop()
     }
 
     /// What `GET /pool` and `GET /regions` say now.
@@ -392,7 +383,7 @@ private final class HostileFixture {
         #expect(try state() == before, "GET /pool and /regions changed", sourceLocation: sourceLocation)
 
         let started = ContinuousClock.now
-        server.shutdown(drainTimeout: .seconds(10))
+        daemon.stop()
         let took = ContinuousClock.now - started
         // The 2 s connection timeout must clean up whatever was left; 10 s
         // would mean a connection pinned the drain.

@@ -10,22 +10,20 @@ import Testing
 import FoundationNetworking
 #endif
 
-/// A server on 127.0.0.1:<any free port> over a fresh in-memory service.
+/// regiond (the daemon the executable runs) on 127.0.0.1:<any free port>, in memory.
 final class LiveServer: Sendable {
-    let server: HTTPServer
+    let daemon: RegionDaemon
     let port: Int
     let base: URL
     let session: URLSession
 
     init() throws {
-        let service = RegionService(journal: nil, logger: quietLogger)
-        let router = RegionAPI.router(service: service, metrics: RegionMetrics(), logger: quietLogger)
-        server = HTTPServer(configuration: .init(endpoint: .tcp(host: "127.0.0.1", port: 0)), logger: quietLogger) {
-            request, respond in router.handle(request, respond: respond)
-        }
-        try server.start()
-        port = Int(server.address.split(separator: ":").last!)!
-        base = URL(string: server.address)!
+        daemon = try RegionDaemon(
+            configuration: .init(server: .init(endpoint: .tcp(host: "127.0.0.1", port: 0)), stateDirectory: nil), logger: quietLogger)
+        try daemon.listen()
+        try daemon.load()
+        port = Int(daemon.address.split(separator: ":").last!)!
+        base = URL(string: daemon.address)!
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = 64
         configuration.timeoutIntervalForRequest = 120
@@ -65,7 +63,7 @@ final class LiveServer: Sendable {
 
     func stop() {
         session.invalidateAndCancel()
-        server.shutdown()
+        daemon.stop()
     }
 }
 
@@ -79,6 +77,33 @@ func expectProblem(_ reply: RawResponse, _ status: Int, _ code: String, sourceLo
 
 /// The server on real sockets, port 0, with URLSession and raw TCP as clients.
 @Suite struct LiveServerTests {
+    /// What the server refuses before any route sees the request (a body
+    /// over the limit, a framing that reads two ways) is a problem the
+    /// application renders, counted and logged like any failed request.
+    @Test func refusalsOfTheServerAreProblemsThatAreCountedAndLogged() throws {
+        let log = LogCapture()
+        let daemon = try RegionDaemon(
+            configuration: .init(server: .init(endpoint: .tcp(host: "127.0.0.1", port: 0)), stateDirectory: nil), logger: log.logger)
+        try daemon.listen()
+        try daemon.load()
+        defer { daemon.stop() }
+        let port = try #require(Int(daemon.address.split(separator: ":").last ?? ""))
+        let tooLarge = try RawClient.exchange(port: port, "POST", "/regions", body: String(repeating: "x", count: 70_000))
+        guard case .response(let large) = tooLarge else { Issue.record("\(tooLarge)"); return }
+        _ = expectProblem(large, 413, "payload_too_large")
+        let client = try RawClient(port: port)
+        defer { client.close() }
+        _ = client.send("POST /regions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+        guard case .response(let framing) = client.nextResponse() else { Issue.record("no answer to a framing error"); return }
+        _ = expectProblem(framing, 400, "invalid_request")
+        let exposition = String(decoding: daemon.metrics.exposition((PoolAllocator(), 0)), as: UTF8.self)
+        #expect(exposition.contains(#"regiond_http_requests_total{route="/regions",method="POST",status="413"} 1"#), "\(exposition)")
+        #expect(exposition.contains(#"regiond_http_requests_total{route="/regions",method="POST",status="400"} 1"#))
+        let warnings = log.messages.filter { $0.level == .warning && $0.text.contains("request failed") }
+        #expect(warnings.contains { $0.text.contains("payload_too_large") })
+        #expect(warnings.contains { $0.text.contains("invalid_request") })
+    }
+
     @Test func aRegionMakesTheRoundTrip() async throws {
         let live = try LiveServer()
         defer { live.stop() }
