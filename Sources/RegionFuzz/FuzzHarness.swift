@@ -92,7 +92,7 @@ final class FuzzHarness: Sendable {
             return "2xx from \(request.method) \(request.path), which no route takes"
         }
         switch route {
-        case .allocate, .get, .release, .renew:
+        case .allocate, .get, .release, .dropReference, .renew:
             return checkRegion(json)
         case .list, .allocateBatch, .releaseByLabel:
             guard let regions = json?["regions"] as? [[String: Any]] else { return "region list body does not decode" }

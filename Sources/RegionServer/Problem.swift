@@ -14,6 +14,7 @@ public enum Problem: String, CaseIterable, Sendable {
     case shareConflict = "share_conflict"
     case notLeased = "not_leased"
     case tooManyReferences = "too_many_references"
+    case referencesHeld = "references_held"
     case payloadTooLarge = "payload_too_large"
     case idempotencyKeyReused = "idempotency_key_reused"
     case stateUnavailable = "state_unavailable"
@@ -30,7 +31,7 @@ public enum Problem: String, CaseIterable, Sendable {
         case .unauthorized: 401
         case .notAllocated, .notFound: 404
         case .methodNotAllowed: 405
-        case .notEnoughSpace, .shareConflict, .notLeased, .tooManyReferences: 409
+        case .notEnoughSpace, .shareConflict, .notLeased, .tooManyReferences, .referencesHeld: 409
         case .payloadTooLarge: 413
         case .idempotencyKeyReused: 422
         case .stateUnavailable, .notReady, .shuttingDown: 503

@@ -66,6 +66,7 @@ public enum RegionAPI {
             case .renew: renew
             case .get: get
             case .release: release
+            case .dropReference: dropReference
             case .pool: pool
             case .livez, .healthz: { [ok] (request, _, respond) throws(HTTPError) in
                     try checkQuery(request, allowing: [])
@@ -185,6 +186,17 @@ public enum RegionAPI {
             }
         }
 
+        func dropReference(_ request: Request, _ parameters: Router.Parameters, _ respond: @escaping Router.Respond) throws(HTTPError)
+        {
+            let offset = try parseOffset(parameters["offset"]!)
+            let ref = try number("ref", parameters["ref"]!)
+            try checkQuery(request, allowing: ["id"])
+            let id = try request.query["id"].map { text throws(HTTPError) in try number("id", text) }
+            service.release(offset: offset, id: id, ref: ref) { [bodies] result in
+                respond(result.map { bodies.response(200, $0.region, ref: $0.ref) }.answer)
+            }
+        }
+
         func pool(_ request: Request, _: Router.Parameters, _ respond: @escaping Router.Respond) throws(HTTPError) {
             try checkQuery(request, allowing: [])
             service.poolFigures { result in
@@ -238,14 +250,18 @@ public enum RegionAPI {
     /// plain decimal numbers from 1, when given.
     static func identity(_ request: Request) throws(HTTPError) -> (id: UInt64?, ref: UInt64?) {
         try checkQuery(request, allowing: ["id", "ref"])
-        func number(_ name: String) throws(HTTPError) -> UInt64? {
-            guard let text = request.query[name] else { return nil }
-            guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let value = UInt64(text), value > 0 else {
-                throw Problem.invalidRequest.error("\"\(name)\" must be a plain decimal number from 1 to 18446744073709551615")
-            }
-            return value
+        return (
+            try request.query["id"].map { text throws(HTTPError) in try number("id", text) },
+            try request.query["ref"].map { text throws(HTTPError) in try number("ref", text) }
+        )
+    }
+
+    /// An id: a plain decimal number from 1.
+    static func number(_ name: String, _ text: String) throws(HTTPError) -> UInt64 {
+        guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let value = UInt64(text), value > 0 else {
+            throw Problem.invalidRequest.error("\"\(name)\" must be a plain decimal number from 1 to 18446744073709551615")
         }
-        return (try number("id"), try number("ref"))
+        return value
     }
 
     /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, or none.
@@ -288,6 +304,10 @@ public enum RegionAPI {
         case .notLeased: Problem.notLeased.error("the region has no lease: only a leased region can be renewed")
         case .tooManyReferences(let limit):
             Problem.tooManyReferences.error("the shared region already holds \(limit) references, the most it may", members: ["limit": UInt64(limit)])
+        case .referencesHeld(let count):
+            Problem.referencesHeld.error(
+                "\(count) references are held on this shared region: drop yours with DELETE /regions/<offset>/refs/<ref>",
+                members: ["refs": UInt64(count)])
         case .batchItem(let index, let inner):
             {
                 var mapped = httpError(inner)

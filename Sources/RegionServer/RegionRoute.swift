@@ -10,6 +10,7 @@ public enum RegionRoute: String, CaseIterable, Sendable {
     case renew = "POST /regions/{offset}/renew"
     case get = "GET /regions/{offset}"
     case release = "DELETE /regions/{offset}"
+    case dropReference = "DELETE /regions/{offset}/refs/{ref}"
     case pool = "GET /pool"
     case livez = "GET /livez"
     case healthz = "GET /healthz"

@@ -177,12 +177,16 @@ public struct RegionBook: Sendable {
 
     /// What dropping a reference amounts to: the reference `ref` (the newest
     /// without one) on the region at `offset`, which must be the allocation
-    /// `id` when it is given. The last reference releases the region.
+    /// `id` when it is given. The last reference releases the region. A
+    /// release of the allocation `id` that names no reference is refused
+    /// while several are held: it releases the allocation or nothing, and
+    /// never drops someone else's reference.
     public func decideRelease(offset: UInt64, id: UInt64? = nil, ref: UInt64? = nil) -> Result<JournalRecord, RegionError> {
         guard let region = region(at: offset, id: id, ref: ref), let held = references[offset] else {
             return .failure(.notAllocated)
         }
         guard held.count > 1 else { return .success(.release(offset: offset, id: region.id)) }
+        if id != nil && ref == nil { return .failure(.referencesHeld(held.count)) }
         return .success(.dropReference(offset: offset, id: region.id, ref: ref ?? held.newest!.id))
     }
 

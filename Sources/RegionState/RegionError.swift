@@ -21,6 +21,8 @@ public indirect enum RegionError: Error, Equatable, Sendable, CustomStringConver
     case notLeased
     /// The shared region holds as many references as it may.
     case tooManyReferences(limit: Int)
+    /// A release of a whole allocation that more than one reference holds.
+    case referencesHeld(Int)
     /// The item at `index` of a batch failed; the batch did nothing.
     case batchItem(index: Int, RegionError)
 
@@ -36,6 +38,7 @@ public indirect enum RegionError: Error, Equatable, Sendable, CustomStringConver
             "share \(share) is a class \(memoryClass) region; this size needs another class"
         case .notLeased: "the region has no lease"
         case .tooManyReferences(let limit): "the region holds \(limit) references, the most it may"
+        case .referencesHeld(let count): "\(count) references are held on the region"
         case .batchItem(let index, let error): "item \(index): \(error); nothing in the batch was allocated"
         }
     }

@@ -145,7 +145,7 @@ func expectProblem(
     #expect(!problem.detail.isEmpty, sourceLocation: sourceLocation)
     #expect(problem.code == code, sourceLocation: sourceLocation)
     #expect(
-        jsonKeys(body).isSubset(of: ["type", "title", "status", "detail", "code", "largestFree", "index"]),
+        jsonKeys(body).isSubset(of: ["type", "title", "status", "detail", "code", "largestFree", "index", "refs", "limit"]),
         sourceLocation: sourceLocation)
     return problem
 }

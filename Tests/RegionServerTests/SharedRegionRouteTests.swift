@@ -38,6 +38,23 @@ import Testing
         #expect(try api.pool() == .empty)
     }
 
+    @Test func eachCallerDropsItsOwnReferenceByItsPath() throws {
+        #expect(api.send("POST", "/regions", json: #"{"size": 1048576, "share": "l", "label": "vm-1"}"#).status == 201)
+        #expect(api.send("POST", "/regions", json: #"{"size": 1048576, "share": "l", "label": "vm-2"}"#).status == 200)
+        expectProblem(api.send("DELETE", "/regions/0", query: ["id": "1"]), 409, "references_held")
+        expectProblem(api.send("DELETE", "/regions/0/refs/3", query: ["id": "1"]), 404, "not_allocated")
+        expectProblem(api.send("DELETE", "/regions/0/refs/1", query: ["id": "2"]), 404, "not_allocated")
+        expectProblem(api.send("DELETE", "/regions/0/refs/0"), 400, "invalid_request")
+        expectProblem(api.send("DELETE", "/regions/0/refs/1", query: ["lable": "x"]), 400, "invalid_request")
+        let dropped = api.send("DELETE", "/regions/0/refs/1", query: ["id": "1"])
+        #expect(text(dropped) == #"{"class":0,"id":1,"label":"vm-1","offset":0,"ref":1,"refs":1,"share":"l","size":1048576}"#)
+        expectProblem(api.send("GET", "/regions/0", query: ["ref": "1"]), 404, "not_allocated")
+        #expect(api.send("GET", "/regions/0", query: ["id": "1", "ref": "2"]).status == 200)
+        let last = api.send("DELETE", "/regions/0", query: ["id": "1", "ref": "2"])
+        #expect(text(last).contains(#""refs":0"#))
+        expectProblem(api.send("GET", "/regions/0"), 404, "not_allocated")
+    }
+
     @Test func aShareKeyWithAnotherClassIsAConflictAndChangesNothing() throws {
         #expect(api.send("POST", "/regions", json: #"{"size": 1048576, "share": "s"}"#).status == 201)
         let before = api.stateBytes()

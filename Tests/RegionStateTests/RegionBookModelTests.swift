@@ -126,6 +126,10 @@ import Testing
                     #expect(decided == .failure(.notAllocated), "\(context): release \(offset) id \(id ?? 0) ref \(ref ?? 0)")
                     continue
                 }
+                if id != nil && ref == nil && region.references.count > 1 {
+                    #expect(decided == .failure(.referencesHeld(region.references.count)), "\(context): the allocation or nothing")
+                    continue
+                }
                 guard case .success(let record) = decided else {
                     Issue.record("\(context): \(decided)")
                     continue

@@ -106,6 +106,17 @@ final class ManualClock: Sendable {
         #expect(try service.listing().map(\.refs) == [2])
     }
 
+    @Test func releasingASharedAllocationByIdIsRefusedWhileOthersHoldReferences() throws {
+        let first = try allocate(.init(size: 1 << 20, key: "a", share: "layer")).get()
+        let second = try allocate(.init(size: 1 << 20, key: "b", share: "layer")).get()
+        #expect(release(first.region.offset, id: first.region.id).failure == .referencesHeld(2))
+        #expect(try service.listing().map(\.refs) == [2], "nothing changed")
+        #expect(try release(first.region.offset, id: first.region.id, ref: second.ref).get().region.refs == 1)
+        // The one reference left: now the allocation goes.
+        #expect(try release(first.region.offset, id: first.region.id).get().released)
+        #expect(try service.listing() == [])
+    }
+
     @Test func aWallClockStepForwardNeverShortensALeaseWhenItsRegionChanges() throws {
         let leased = try allocate(.init(size: 1 << 20, share: "layer", ttl: 10)).get().region
         clock.stepWall(milliseconds: 3_600_000)  // an hour forward
