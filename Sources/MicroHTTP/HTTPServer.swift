@@ -1,7 +1,7 @@
 private import CMicroHTTPD
 internal import Foundation
+internal import Locking
 public import Logging
-internal import Synchronization
 
 /// The HTTP front end on libmicrohttpd: the only file that touches C.
 ///
@@ -14,7 +14,7 @@ internal import Synchronization
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `daemon`, `listenSocket` and `address` are set in start()
     // and read afterwards from the thread that calls shutdown(); callbacks
-    // only read `handler`, `configuration` and the atomic counter.
+    // only read `handler`, `configuration` and `requests` (behind its lock).
 
     /// How and where the server listens.
     public struct Configuration: Sendable {
@@ -66,14 +66,15 @@ public final class HTTPServer: @unchecked Sendable {
     private let logger: Logger
     private var daemon: OpaquePointer?
     private var listenSocket: ListenSocket?
-    /// Requests that have started and not yet completed.
-    private let inFlight = Atomic<Int>(0)
-    /// Exchanges whose connection is suspended, waiting for the handler's
-    /// answer; shutdown answers them before it stops libmicrohttpd.
-    private let suspended = Suspended()
+    /// The requests in flight; shutdown waits on it for them to drain.
+    private let requests = Locked(Requests())
 
     /// Where the server listens, as printed: `http://HOST:PORT` or `unix:PATH`.
     public var address: String { listenSocket?.address ?? "" }
+
+    /// Requests that have started and not yet completed (what shutdown
+    /// waits for; tests wait on it too).
+    public var requestsInFlight: Int { requests.withLock { $0.inFlight } }
 
     /// Makes a server; nothing listens before ``start()``.
     public init(
@@ -139,13 +140,16 @@ public final class HTTPServer: @unchecked Sendable {
             503, "shutting_down", "the server stopped before this request was answered; it may or may not have taken effect"
         ).response
         for _ in 0..<10 {
-            let waiting = suspended.takeAll()
+            let waiting = requests.withLock { requests in
+                defer { requests.suspended = [:] }
+                return Array(requests.suspended.values)
+            }
             if waiting.isEmpty { break }
             logger.warning("answering requests still waiting with 503", metadata: ["requests": "\(waiting.count)"])
             for exchange in waiting { exchange.complete(unavailable) }
             waitForRequests(until: ContinuousClock.now + .milliseconds(500))
         }
-        let left = inFlight.load(ordering: .acquiring)
+        let left = requestsInFlight
         if left > 0 {
             logger.warning("stopping with requests still in flight", metadata: ["requests": "\(left)"])
         }
@@ -157,11 +161,18 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
-    /// Sleeps until no request is in flight or `deadline` has passed.
+    /// Waits until no request is in flight (`completed` wakes it) or `deadline` has passed.
     private func waitForRequests(until deadline: ContinuousClock.Instant) {
-        while inFlight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.005)
-        }
+        requests.withLock(waitingUntil: { $0.inFlight == 0 }, deadline: deadline) { _ in }
+    }
+
+    /// What the polling threads and shutdown share about requests.
+    private struct Requests {
+        /// Requests that have started and not yet completed.
+        var inFlight = 0
+        /// Exchanges whose connection is suspended, waiting for the handler's
+        /// answer; shutdown answers them before it stops libmicrohttpd.
+        var suspended: [ObjectIdentifier: Exchange] = [:]
     }
 
     // MARK: - Requests
@@ -170,8 +181,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// call to the completion callback.
     fileprivate final class Exchange: @unchecked Sendable {
         // @unchecked: `body` and `tooLarge` are touched only on the
-        // connection's polling thread; `phase` lives in a `Mutex` (no
-        // allocation, unlike an NSLock, which costs two per request).
+        // connection's polling thread; `phase` lives behind its lock.
         enum Phase {
             case reading
             case waiting
@@ -191,7 +201,7 @@ public final class HTTPServer: @unchecked Sendable {
         var body: [UInt8] = []
         /// The body grew past the limit: the rest is dropped, the answer is 413.
         var tooLarge = false
-        private let phase = Mutex(Phase.reading)
+        private let phase = Locked(Phase.reading)
         /// The connection; set on the first call of the access handler.
         var connection: OpaquePointer?
 
@@ -212,6 +222,14 @@ public final class HTTPServer: @unchecked Sendable {
                     phase = .ready(response)
                 case .suspended:
                     phase = .ready(response)
+                    // Resumed holding the lock: `completed` marks the exchange
+                    // done under the same lock before libmicrohttpd frees the
+                    // connection, so it is still alive here. Safe because
+                    // MHD_resume_connection only flags the connection under
+                    // libmicrohttpd's cleanup mutex and wakes its polling
+                    // thread; it calls none of our callbacks, and libmicrohttpd
+                    // holds no lock of its own while calling them, so no
+                    // lock-order cycle with `phase` can form.
                     if let connection { MHD_resume_connection(connection) }
                 case .ready, .done:
                     break
@@ -225,28 +243,6 @@ public final class HTTPServer: @unchecked Sendable {
                 guard case .ready(let response) = phase else { return nil }
                 phase = .done
                 return response
-            }
-        }
-    }
-
-    /// The exchanges whose connection is suspended.
-    private final class Suspended: @unchecked Sendable {
-        // @unchecked: `exchanges` is only touched while holding `lock`.
-        private let lock = NSLock()
-        private var exchanges: [ObjectIdentifier: Exchange] = [:]
-
-        func insert(_ exchange: Exchange) {
-            lock.withLock { exchanges[ObjectIdentifier(exchange)] = exchange }
-        }
-
-        func remove(_ exchange: Exchange) {
-            lock.withLock { _ = exchanges.removeValue(forKey: ObjectIdentifier(exchange)) }
-        }
-
-        func takeAll() -> [Exchange] {
-            lock.withLock {
-                defer { exchanges = [:] }
-                return Array(exchanges.values)
             }
         }
     }
@@ -322,11 +318,16 @@ public final class HTTPServer: @unchecked Sendable {
         let suspend = exchange.withPhase { phase in
             guard case .waiting = phase else { return false }
             phase = .suspended
+            // Suspended holding the lock, so that `complete` cannot see
+            // `.suspended` and resume before the suspend (a resume first
+            // would be lost and the request would hang). Safe for the same
+            // reason as the resume in `complete`: libmicrohttpd only moves
+            // the connection to its suspended list and calls none of ours.
             MHD_suspend_connection(connection)
             return true
         }
         if suspend {
-            suspended.insert(exchange)
+            requests.withLock { $0.suspended[ObjectIdentifier(exchange)] = exchange }
             return .YES
         }
         // Answered between the two looks.
@@ -335,7 +336,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// A new request: its exchange, retained in the request slot until `completed`.
     fileprivate func begin(target: [UInt8]) -> UnsafeMutableRawPointer {
-        inFlight.add(1, ordering: .relaxed)
+        requests.withLock { $0.inFlight += 1 }
         return Unmanaged.passRetained(Exchange(target: target)).toOpaque()
     }
 
@@ -345,8 +346,12 @@ public final class HTTPServer: @unchecked Sendable {
         slot.pointee = nil
         // The connection is gone: a late answer must not resume it.
         exchange.withPhase { $0 = .done }
-        suspended.remove(exchange)
-        inFlight.subtract(1, ordering: .releasing)
+        let drained = requests.withLock { requests in
+            requests.suspended[ObjectIdentifier(exchange)] = nil
+            requests.inFlight -= 1
+            return requests.inFlight == 0
+        }
+        if drained { requests.wakeWaiters() }
     }
 
     private func tooLarge() -> Response {

@@ -1,6 +1,6 @@
 import Dispatch
 import MicroHTTP
-import Synchronization
+import Locking
 
 @testable import TestSupport
 
@@ -10,7 +10,7 @@ import Synchronization
 /// `GET /echo/{value}` answers the path parameter.
 final class ToyRoutes: Sendable {
     /// The responders of `/held` requests not answered yet.
-    private let held = Mutex<[Router.Respond]>([])
+    private let held = Locked<[Router.Respond]>([])
 
     var router: Router {
         var router = Router()

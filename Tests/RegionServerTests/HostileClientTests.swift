@@ -6,7 +6,7 @@ import MicroHTTP
 @testable import RegionServer
 import RegionState
 @testable import TestSupport
-import Synchronization
+import Locking
 import Testing
 
 /// Clients that misbehave on purpose, over raw sockets, against a live
@@ -35,7 +35,7 @@ import Testing
         let prefix = Array(request.utf8.prefix(split))
         let trickled = Array(request.utf8.dropFirst(split).prefix(6))
         let port = fixture.port
-        let slowClientStayedConnected = Mutex<Bool?>(nil)
+        let slowClientStayedConnected = Locked<Bool?>(nil)
         let finished = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             defer { finished.signal() }

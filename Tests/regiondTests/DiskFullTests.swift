@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 import Testing
 
 @testable import TestSupport
@@ -191,7 +191,7 @@ extension DiskFullTests {
             var problems: [String] = []
         }
 
-        let state = Mutex(State())
+        let state = Locked(State())
 
         /// Enough seen: a refusal and /readyz 503, a problem, or so many requests
         /// that the journal has passed its limit many times over.
@@ -308,7 +308,7 @@ final class StatefulRegiond {
 
 /// Text a child process wrote, appended from the pipes' handler threads.
 final class Transcript: Sendable {
-    private let stored = Mutex("")
+    private let stored = Locked("")
 
     var text: String { stored.withLock { $0 } }
 
