@@ -72,9 +72,34 @@ public final class HTTPServer: @unchecked Sendable {
     /// Where the server listens, as printed: `http://HOST:PORT` or `unix:PATH`.
     public var address: String { listenSocket?.address ?? "" }
 
-    /// Requests that have started and not yet completed (what shutdown
-    /// waits for; tests wait on it too).
-    public var requestsInFlight: Int { requests.withLock { $0.inFlight } }
+    /// What the server is busy with: open connections and requests in flight.
+    public struct Activity: Sendable, Equatable {
+        /// Connections accepted and not yet closed.
+        public var connections: Int
+        /// Requests that have started (their request line is in) and not yet completed.
+        public var requests: Int
+
+        /// Makes an activity (tests compare with one).
+        public init(connections: Int, requests: Int) {
+            self.connections = connections
+            self.requests = requests
+        }
+    }
+
+    /// What the server is busy with now.
+    public var activity: Activity { requests.withLock { Activity(connections: $0.connections, requests: $0.inFlight) } }
+
+    /// Waits until `condition` holds for the server's activity or `deadline`
+    /// has passed; returns the activity last seen. Shutdown drains with it;
+    /// tests use it to wait for a connection or request to come or go.
+    @discardableResult
+    public func waitForActivity(
+        until deadline: ContinuousClock.Instant, where condition: (Activity) -> Bool
+    ) -> Activity {
+        requests.withLock(waitingUntil: { condition(Activity(connections: $0.connections, requests: $0.inFlight)) }, deadline: deadline) {
+            Activity(connections: $0.connections, requests: $0.inFlight)
+        }
+    }
 
     /// Makes a server; nothing listens before ``start()``.
     public init(
@@ -108,6 +133,8 @@ public final class HTTPServer: @unchecked Sendable {
             // Called first for every request, with the target as sent: the
             // exchange keeps it, so a `%00` cannot cut the path short.
             MHD_OptionItem(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: context),
+            MHD_OptionItem(
+                option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: context),
         ]
         if configuration.maxConnectionsPerIP > 0 {
             options.append(
@@ -149,7 +176,7 @@ public final class HTTPServer: @unchecked Sendable {
             for exchange in waiting { exchange.complete(unavailable) }
             waitForRequests(until: ContinuousClock.now + .milliseconds(500))
         }
-        let left = requestsInFlight
+        let left = activity.requests
         if left > 0 {
             logger.warning("stopping with requests still in flight", metadata: ["requests": "\(left)"])
         }
@@ -163,11 +190,15 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Waits until no request is in flight (`completed` wakes it) or `deadline` has passed.
     private func waitForRequests(until deadline: ContinuousClock.Instant) {
-        requests.withLock(waitingUntil: { $0.inFlight == 0 }, deadline: deadline) { _ in }
+        waitForActivity(until: deadline) { $0.requests == 0 }
     }
 
-    /// What the polling threads and shutdown share about requests.
+    /// What the polling threads and shutdown share about connections and
+    /// requests. Every change wakes the waiters: a broadcast nobody waits
+    /// for costs an atomic load.
     private struct Requests {
+        /// Connections accepted and not yet closed.
+        var connections = 0
         /// Requests that have started and not yet completed.
         var inFlight = 0
         /// Exchanges whose connection is suspended, waiting for the handler's
@@ -337,6 +368,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// A new request: its exchange, retained in the request slot until `completed`.
     fileprivate func begin(target: [UInt8]) -> UnsafeMutableRawPointer {
         requests.withLock { $0.inFlight += 1 }
+        requests.wakeWaiters()
         return Unmanaged.passRetained(Exchange(target: target)).toOpaque()
     }
 
@@ -346,12 +378,17 @@ public final class HTTPServer: @unchecked Sendable {
         slot.pointee = nil
         // The connection is gone: a late answer must not resume it.
         exchange.withPhase { $0 = .done }
-        let drained = requests.withLock { requests in
+        requests.withLock { requests in
             requests.suspended[ObjectIdentifier(exchange)] = nil
             requests.inFlight -= 1
-            return requests.inFlight == 0
         }
-        if drained { requests.wakeWaiters() }
+        requests.wakeWaiters()
+    }
+
+    /// A connection was accepted (`opened`) or closed.
+    fileprivate func connection(opened: Bool) {
+        requests.withLock { $0.connections += opened ? 1 : -1 }
+        requests.wakeWaiters()
     }
 
     private func tooLarge() -> Response {
@@ -447,6 +484,18 @@ private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer
     guard let context else { return nil }
     let target = uri.map { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) } ?? []
     return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().begin(target: target)
+}
+
+private let connectionCallback: MHD_NotifyConnectionCallback = { context, _, _, code in
+    guard let context else { return }
+    let server = Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue()
+    // MHD_CONNECTION_NOTIFY_STARTED and _CLOSED, by value: Swift imports the
+    // enum (not marked closed) without its enumerators' names.
+    switch code.rawValue {
+    case 0: server.connection(opened: true)
+    case 1: server.connection(opened: false)
+    default: break
+    }
 }
 
 private let collectHeader: MHD_KeyValueIteratorN = { context, _, key, keySize, value, valueSize in
