@@ -21,12 +21,16 @@ final class ToyRoutes: Sendable {
         })
         router.on("GET", "/held") { [self] _, _, respond in
             held.withLock { $0.append(respond) }
+            held.wakeWaiters()
         }
         return router
     }
 
-    /// How many `/held` requests wait for an answer.
-    var heldCount: Int { held.withLock { $0.count } }
+    /// Waits until `count` `/held` requests wait for an answer (each one
+    /// wakes the wait); 5 s is the failure bound only. Returns how many wait.
+    func waitForHeld(_ count: Int) -> Int {
+        held.withLock(waitingUntil: { $0.count >= count }, deadline: .now + .seconds(5)) { $0.count }
+    }
 
     /// Answers every held request with `response`.
     func answerHeld(_ response: Response) {
