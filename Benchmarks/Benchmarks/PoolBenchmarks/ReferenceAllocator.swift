@@ -1,0 +1,1 @@
+../../../Tests/MemoryPoolTests/ReferenceAllocator.swift
