@@ -26,6 +26,11 @@ let package = Package(
             dependencies: [],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "Locking",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
         .systemLibrary(
             name: "CMicroHTTPD",
             pkgConfig: "libmicrohttpd",
@@ -35,6 +40,7 @@ let package = Package(
             name: "MicroHTTP",
             dependencies: [
                 "CMicroHTTPD",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -42,6 +48,7 @@ let package = Package(
         .target(
             name: "RegionState",
             dependencies: [
+                "Locking",
                 "MemoryPool",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -50,12 +57,13 @@ let package = Package(
         ),
         .target(
             name: "RegionLog",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["Locking", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "RegionServer",
             dependencies: [
+                "Locking",
                 "MemoryPool",
                 "MicroHTTP",
                 "RegionState",
@@ -81,11 +89,17 @@ let package = Package(
         .executableTarget(
             name: "RegionFuzz",
             dependencies: [
+                "Locking",
                 "MicroHTTP",
                 "RegionState",
                 "RegionServer",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LockingTests",
+            dependencies: ["Locking"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -95,18 +109,18 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["Locking", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "MicroHTTPTests",
-            dependencies: ["MicroHTTP", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Locking", "MicroHTTP", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RegionStateTests",
-            dependencies: ["RegionState", "MemoryPool", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Locking", "RegionState", "MemoryPool", "TestSupport", .product(name: "Logging", package: "swift-log")],
             // State directories written by earlier releases, read by path.
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
@@ -114,6 +128,7 @@ let package = Package(
         .testTarget(
             name: "RegionServerTests",
             dependencies: [
+                "Locking",
                 "RegionServer",
                 "RegionState",
                 "MicroHTTP",
@@ -132,6 +147,7 @@ let package = Package(
         .testTarget(
             name: "regiondTests",
             dependencies: [
+                "Locking",
                 "regiond",
                 "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,7 +1,7 @@
 private import CMicroHTTPD
 internal import Foundation
+internal import Locking
 public import Logging
-internal import Synchronization
 
 /// The HTTP front end on libmicrohttpd: the only file that touches C.
 ///
@@ -14,7 +14,7 @@ internal import Synchronization
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `daemon`, `listenSocket` and `address` are set in start()
     // and read afterwards from the thread that calls shutdown(); callbacks
-    // only read `handler`, `configuration` and the atomic counter.
+    // only read `handler`, `configuration` and `requests` (behind its lock).
 
     /// How and where the server listens.
     public struct Configuration: Sendable {
@@ -68,14 +68,40 @@ public final class HTTPServer: @unchecked Sendable {
     private let logger: Logger
     private var daemon: OpaquePointer?
     private var listenSocket: ListenSocket?
-    /// Requests that have started and not yet completed.
-    private let inFlight = Atomic<Int>(0)
-    /// Exchanges whose connection is suspended, waiting for the handler's
-    /// answer; shutdown answers them before it stops libmicrohttpd.
-    private let suspended = Suspended()
+    /// The requests in flight; shutdown waits on it for them to drain.
+    private let requests = Locked(Requests())
 
     /// Where the server listens, as printed: `http://HOST:PORT` or `unix:PATH`.
     public var address: String { listenSocket?.address ?? "" }
+
+    /// What the server is busy with: open connections and requests in flight.
+    public struct Activity: Sendable, Equatable {
+        /// Connections accepted and not yet closed.
+        public var connections: Int
+        /// Requests that have started (their request line is in) and not yet completed.
+        public var requests: Int
+
+        /// Makes an activity (tests compare with one).
+        public init(connections: Int, requests: Int) {
+            self.connections = connections
+            self.requests = requests
+        }
+    }
+
+    /// What the server is busy with now.
+    public var activity: Activity { requests.withLock { Activity(connections: $0.connections, requests: $0.inFlight) } }
+
+    /// Waits until `condition` holds for the server's activity or `deadline`
+    /// has passed; returns the activity last seen. Shutdown drains with it;
+    /// tests use it to wait for a connection or request to come or go.
+    @discardableResult
+    public func waitForActivity(
+        until deadline: ContinuousClock.Instant, where condition: (Activity) -> Bool
+    ) -> Activity {
+        requests.withLock(waitingUntil: { condition(Activity(connections: $0.connections, requests: $0.inFlight)) }, deadline: deadline) {
+            Activity(connections: $0.connections, requests: $0.inFlight)
+        }
+    }
 
     /// Makes a server; nothing listens before ``start()``.
     public init(
@@ -111,6 +137,8 @@ public final class HTTPServer: @unchecked Sendable {
             // Called first for every request, with the target as sent: the
             // exchange keeps it, so a `%00` cannot cut the path short.
             MHD_OptionItem(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: context),
+            MHD_OptionItem(
+                option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: context),
         ]
         if configuration.maxConnectionsPerIP > 0 {
             options.append(
@@ -140,13 +168,16 @@ public final class HTTPServer: @unchecked Sendable {
         // and a handler answering later must not resume a freed connection:
         // answer every waiting request now (a late answer is then ignored).
         for _ in 0..<10 {
-            let waiting = suspended.takeAll()
+            let waiting = requests.withLock { requests in
+                defer { requests.suspended = [:] }
+                return Array(requests.suspended.values)
+            }
             if waiting.isEmpty { break }
             logger.warning("answering requests still waiting with 503", metadata: ["requests": "\(waiting.count)"])
             for exchange in waiting { exchange.complete(refuse(.shuttingDown, exchange.request)) }
             waitForRequests(until: ContinuousClock.now + .milliseconds(500))
         }
-        let left = inFlight.load(ordering: .acquiring)
+        let left = activity.requests
         if left > 0 {
             logger.warning("stopping with requests still in flight", metadata: ["requests": "\(left)"])
         }
@@ -158,11 +189,22 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
-    /// Sleeps until no request is in flight or `deadline` has passed.
+    /// Waits until no request is in flight (`completed` wakes it) or `deadline` has passed.
     private func waitForRequests(until deadline: ContinuousClock.Instant) {
-        while inFlight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.005)
-        }
+        waitForActivity(until: deadline) { $0.requests == 0 }
+    }
+
+    /// What the polling threads and shutdown share about connections and
+    /// requests. Every change wakes the waiters: a broadcast nobody waits
+    /// for costs an atomic load.
+    private struct Requests {
+        /// Connections accepted and not yet closed.
+        var connections = 0
+        /// Requests that have started and not yet completed.
+        var inFlight = 0
+        /// Exchanges whose connection is suspended, waiting for the handler's
+        /// answer; shutdown answers them before it stops libmicrohttpd.
+        var suspended: [ObjectIdentifier: Exchange] = [:]
     }
 
     // MARK: - Requests
@@ -171,8 +213,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// call to the completion callback.
     fileprivate final class Exchange: @unchecked Sendable {
         // @unchecked: `body` and `tooLarge` are touched only on the
-        // connection's polling thread; `phase` lives in a `Mutex` (no
-        // allocation, unlike an NSLock, which costs two per request).
+        // connection's polling thread; `phase` lives behind its lock.
         enum Phase {
             case reading
             case waiting
@@ -194,7 +235,7 @@ public final class HTTPServer: @unchecked Sendable {
         var body: [UInt8] = []
         /// The body grew past the limit: the rest is dropped, the answer is 413.
         var tooLarge = false
-        private let phase = Mutex(Phase.reading)
+        private let phase = Locked(Phase.reading)
         /// The connection; set on the first call of the access handler.
         var connection: OpaquePointer?
 
@@ -220,6 +261,14 @@ public final class HTTPServer: @unchecked Sendable {
                     phase = .ready(response)
                 case .suspended:
                     phase = .ready(response)
+                    // Resumed holding the lock: `completed` marks the exchange
+                    // done under the same lock before libmicrohttpd frees the
+                    // connection, so it is still alive here. Safe because
+                    // MHD_resume_connection only flags the connection under
+                    // libmicrohttpd's cleanup mutex and wakes its polling
+                    // thread; it calls none of our callbacks, and libmicrohttpd
+                    // holds no lock of its own while calling them, so no
+                    // lock-order cycle with `phase` can form.
                     if let connection { MHD_resume_connection(connection) }
                 case .ready, .done:
                     break
@@ -233,28 +282,6 @@ public final class HTTPServer: @unchecked Sendable {
                 guard case .ready(let response) = phase else { return nil }
                 phase = .done
                 return response
-            }
-        }
-    }
-
-    /// The exchanges whose connection is suspended.
-    private final class Suspended: @unchecked Sendable {
-        // @unchecked: `exchanges` is only touched while holding `lock`.
-        private let lock = NSLock()
-        private var exchanges: [ObjectIdentifier: Exchange] = [:]
-
-        func insert(_ exchange: Exchange) {
-            lock.withLock { exchanges[ObjectIdentifier(exchange)] = exchange }
-        }
-
-        func remove(_ exchange: Exchange) {
-            lock.withLock { _ = exchanges.removeValue(forKey: ObjectIdentifier(exchange)) }
-        }
-
-        func takeAll() -> [Exchange] {
-            lock.withLock {
-                defer { exchanges = [:] }
-                return Array(exchanges.values)
             }
         }
     }
@@ -330,11 +357,16 @@ public final class HTTPServer: @unchecked Sendable {
         let suspend = exchange.withPhase { phase in
             guard case .waiting = phase else { return false }
             phase = .suspended
+            // Suspended holding the lock, so that `complete` cannot see
+            // `.suspended` and resume before the suspend (a resume first
+            // would be lost and the request would hang). Safe for the same
+            // reason as the resume in `complete`: libmicrohttpd only moves
+            // the connection to its suspended list and calls none of ours.
             MHD_suspend_connection(connection)
             return true
         }
         if suspend {
-            suspended.insert(exchange)
+            requests.withLock { $0.suspended[ObjectIdentifier(exchange)] = exchange }
             return .YES
         }
         // Answered between the two looks.
@@ -343,7 +375,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// A new request: its exchange, retained in the request slot until `completed`.
     fileprivate func begin(target: [UInt8]) -> UnsafeMutableRawPointer {
-        inFlight.add(1, ordering: .relaxed)
+        requests.withLock { $0.inFlight += 1 }
+        requests.wakeWaiters()
         return Unmanaged.passRetained(Exchange(target: target)).toOpaque()
     }
 
@@ -353,8 +386,17 @@ public final class HTTPServer: @unchecked Sendable {
         slot.pointee = nil
         // The connection is gone: a late answer must not resume it.
         exchange.withPhase { $0 = .done }
-        suspended.remove(exchange)
-        inFlight.subtract(1, ordering: .releasing)
+        requests.withLock { requests in
+            requests.suspended[ObjectIdentifier(exchange)] = nil
+            requests.inFlight -= 1
+        }
+        requests.wakeWaiters()
+    }
+
+    /// A connection was accepted (`opened`) or closed.
+    fileprivate func connection(opened: Bool) {
+        requests.withLock { $0.connections += opened ? 1 : -1 }
+        requests.wakeWaiters()
     }
 
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
@@ -446,6 +488,18 @@ private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer
     guard let context else { return nil }
     let target = uri.map { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) } ?? []
     return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().begin(target: target)
+}
+
+private let connectionCallback: MHD_NotifyConnectionCallback = { context, _, _, code in
+    guard let context else { return }
+    let server = Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue()
+    // MHD_CONNECTION_NOTIFY_STARTED and _CLOSED, by value: Swift imports the
+    // enum (not marked closed) without its enumerators' names.
+    switch code.rawValue {
+    case 0: server.connection(opened: true)
+    case 1: server.connection(opened: false)
+    default: break
+    }
 }
 
 private let collectHeader: MHD_KeyValueIteratorN = { context, _, key, keySize, value, valueSize in

@@ -1,9 +1,9 @@
 internal import Foundation
+internal import Locking
 internal import Logging
 internal import MicroHTTP
 internal import RegionServer
 internal import RegionState
-internal import Synchronization
 
 /// One in-memory service behind two routers (open and token-guarded) that
 /// answers decoded fuzz inputs and checks the server's promises after each.
@@ -47,7 +47,7 @@ final class FuzzHarness: Sendable {
 
     /// Handles `request`; a violation unless exactly one response came back before `handle` returned.
     func answer(_ request: Request, by router: Router) -> Result<Response, Violation> {
-        let responses = Mutex<[Response]>([])
+        let responses = Locked<[Response]>([])
         router.handle(request) { response in responses.withLock { $0.append(response) } }
         let answered = responses.withLock { $0 }
         guard answered.count == 1 else {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Locking
 
 /// Where log lines go: a file descriptor (standard error for regiond),
 /// written in batches by a thread of its own, so that a request pays for
@@ -13,27 +14,28 @@ import Glibc
 /// joins the writer thread; lines appended after it are written at once.
 /// A `kill -9` can lose the info lines of the last interval.
 public final class LogSink: @unchecked Sendable {
-    // @unchecked: every `var` below is touched only while holding
-    // `condition`, except `writer`, set in init before the sink is shared,
-    // and the batch being written, owned by whoever set `writing`.
-    //
-    // One NSCondition is both the lock and the wake-up (lines arrived, a
-    // batch was written, closing). Not `Mutex`: NSCondition is a pthread
-    // mutex and condition variable, which ThreadSanitizer understands
-    // (see RegionState's Locked.swift).
-    private let condition = NSCondition()
-    /// Lines not yet taken by a write.
-    private var pending: [UInt8] = []
-    /// The other buffer, empty, while no batch is being written.
-    private var spare: [UInt8] = []
-    /// True while a batch is written (outside the lock): batches go out one at a time, in order.
-    private var writing = false
-    private var closing = false
-    private var joined = false
-    private var timestamp = LogTimestamp()
+    // @unchecked: `writer` is set in init before the sink is shared and read
+    // only by close(); everything else shared lives in `buffers`, except the
+    // batch being written, owned by whoever set `writing`.
+
+    /// The lines and the writer's state, behind one lock that is also the
+    /// wake-up (lines arrived, a batch was written, closing, the writer ended).
+    private let buffers: Locked<Buffers>
     private var writer = pthread_t()
     private let interval: Duration
     private let output: @Sendable ([UInt8]) -> Void
+
+    private struct Buffers {
+        /// Lines not yet taken by a write.
+        var pending: [UInt8] = []
+        /// The other buffer, empty, while no batch is being written.
+        var spare: [UInt8] = []
+        /// True while a batch is written (outside the lock): batches go out one at a time, in order.
+        var writing = false
+        var closing = false
+        var joined = false
+        var timestamp = LogTimestamp()
+    }
 
     /// The sink of the process: standard error.
     public static let standardError = LogSink(descriptor: 2)
@@ -48,8 +50,10 @@ public final class LogSink: @unchecked Sendable {
     init(interval: Duration, output: @escaping @Sendable ([UInt8]) -> Void) {
         self.interval = interval
         self.output = output
-        pending.reserveCapacity(64 * 1024)
-        spare.reserveCapacity(64 * 1024)
+        var buffers = Buffers()
+        buffers.pending.reserveCapacity(64 * 1024)
+        buffers.spare.reserveCapacity(64 * 1024)
+        self.buffers = Locked(buffers)
         // The thread holds the sink until it ends (in close()).
         let context = Unmanaged.passRetained(self).toOpaque()
         let created = pthread_create(&writer, nil, { context in
@@ -64,76 +68,72 @@ public final class LogSink: @unchecked Sendable {
     /// newline included (holding the lock, so it must be quick and must not
     /// log); `urgent` writes it, and all before it, now.
     func append(urgent: Bool, _ format: (inout [UInt8]) -> Void) {
-        condition.lock()
-        defer { condition.unlock() }
-        let wasEmpty = pending.isEmpty
-        timestamp.appendNow(to: &pending)
-        format(&pending)
-        if urgent || closing {
+        let (wasEmpty, now) = buffers.withLock { buffers in
+            let wasEmpty = buffers.pending.isEmpty
+            buffers.timestamp.appendNow(to: &buffers.pending)
+            format(&buffers.pending)
+            return (wasEmpty, urgent || buffers.closing)
+        }
+        if now {
             writePending()
         } else if wasEmpty {
-            // Broadcast, not signal: a warning waiting for `writing` must not take the writer's wake-up.
-            condition.broadcast()
+            // The first line of a batch: wake the writer.
+            buffers.wakeWaiters()
         }
     }
 
     /// Writes every line appended so far, and returns when they are written.
     public func flush() {
-        condition.lock()
         writePending()
-        condition.unlock()
     }
 
     /// Writes every pending line and ends the writer thread; returns when it
     /// has ended. A second call only waits for the first.
     public func close() {
-        condition.lock()
-        let first = !closing
-        closing = true
-        condition.broadcast()
-        if first {
-            condition.unlock()
-            pthread_join(writer, nil)
-            condition.lock()
-            joined = true
-            condition.broadcast()
-        } else {
-            while !joined { condition.wait() }
+        let first = buffers.withLock { buffers in
+            defer { buffers.closing = true }
+            return !buffers.closing
         }
-        condition.unlock()
+        buffers.wakeWaiters()
+        if first {
+            pthread_join(writer, nil)
+            buffers.withLock { $0.joined = true }
+            buffers.wakeWaiters()
+        } else {
+            buffers.withLock(waitingUntil: { $0.joined }) { _ in }
+        }
     }
 
     private func runWriter() {
-        let batching = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        condition.lock()
-        defer { condition.unlock() }
         while true {
-            while pending.isEmpty && !closing { condition.wait() }
+            // Until the first line of a batch is here; then give others `interval` to join it.
+            let closing = buffers.withLock(waitingUntil: { !$0.pending.isEmpty || $0.closing }) { $0.closing }
             if !closing {
-                // The first line of a batch is here: give others `interval` to join it.
-                let deadline = Date(timeIntervalSinceNow: batching)
-                while !closing && condition.wait(until: deadline) {}
+                buffers.withLock(waitingUntil: { $0.closing }, deadline: .now + interval) { _ in }
             }
             writePending()
-            if closing && pending.isEmpty { return }
+            if buffers.withLock({ $0.closing && $0.pending.isEmpty }) { return }
         }
     }
 
-    /// Writes the pending lines, after any batch being written; called and returns holding the lock.
+    /// Writes the pending lines, after any batch being written, and returns when they are written.
     private func writePending() {
-        while writing { condition.wait() }
-        guard !pending.isEmpty else { return }
-        var batch: [UInt8] = []
-        swap(&batch, &spare)
-        swap(&batch, &pending)
-        writing = true
-        condition.unlock()
+        let taken = buffers.withLock(waitingUntil: { !$0.writing }) { buffers -> [UInt8]? in
+            guard !buffers.pending.isEmpty else { return nil }
+            var batch: [UInt8] = []
+            swap(&batch, &buffers.spare)
+            swap(&batch, &buffers.pending)
+            buffers.writing = true
+            return batch
+        }
+        guard var batch = taken else { return }
         output(batch)
         batch.removeAll(keepingCapacity: true)
-        condition.lock()
-        spare = batch
-        writing = false
-        condition.broadcast()
+        buffers.withLock { buffers in
+            buffers.spare = batch
+            buffers.writing = false
+        }
+        buffers.wakeWaiters()
     }
 
     /// write(2) until every byte is out, retrying EINTR; a log that cannot

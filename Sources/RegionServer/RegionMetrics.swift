@@ -1,4 +1,5 @@
 internal import CoreMetrics
+internal import Locking
 internal import MemoryPool
 internal import Prometheus
 internal import RegionState

@@ -21,8 +21,9 @@ extension Journal {
         var bytes: [UInt8] = []
         for record in records { record.appendFramed(to: &bytes) }
         let count = UInt64(records.count)
-        let (sequence, signal) = try state.withLock { (s) throws(JournalError) -> (UInt64, Bool) in
+        let (sequence, wake) = try state.withLock { (s) throws(JournalError) -> (UInt64, Bool) in
             guard s.phase == .open else { throw .notOpen }
+            let idle = !s.writerHasWork
             if let failure = s.failure { throw .failed(failure) }
             let sequence = s.nextSequence + count - 1
             s.nextSequence += count
@@ -35,9 +36,10 @@ extension Journal {
                 s.segments.append(Segment(bytes: bytes, lastSequence: sequence, count: records.count))
             }
             s.waiters.append(Waiter(sequence: sequence, completion: completion))
-            return (sequence, s.wakeWriter())
+            return (sequence, idle)
         }
-        if signal { wake.signal() }
+        // Only the first record of a batch wakes the writer: while it works, it takes the rest with it.
+        if wake { state.wakeWaiters() }
         return sequence
     }
 
@@ -72,16 +74,17 @@ extension Journal {
     /// after that record), then delete the older journal and snapshot. Does not
     /// block: the writer thread opens the new journal when it reaches this point.
     public func compact(image: RegionBook.Image) {
-        let signal = state.withLock { s -> Bool in
+        let wake = state.withLock { s -> Bool in
             guard s.phase == .open, s.failure == nil else { return false }
+            let idle = !s.writerHasWork
             if let last = s.segments.indices.last, s.segments[last].compaction == nil {
                 s.segments[last].compaction = image
             } else {
                 s.segments.append(Segment(lastSequence: s.nextSequence - 1, compaction: image))
             }
             s.appendedSinceSnapshot = 0
-            return s.wakeWriter()
+            return idle
         }
-        if signal { wake.signal() }
+        if wake { state.wakeWaiters() }
     }
 }

@@ -1,5 +1,5 @@
-internal import Dispatch
 internal import Glibc
+internal import Locking
 
 /// Compaction (a snapshot of the live regions starts a new generation and
 /// replaces the older files) and recovery after a failed write.
@@ -65,30 +65,24 @@ extension Journal {
     /// generation and opens a new, empty journal; throws if the disk still
     /// fails. Does nothing while the journal is healthy.
     public func recover(image: RegionBook.Image) throws(JournalError) {
-        let outcome = RecoveryOutcome()
-        let signal = try state.withLock { (s) throws(JournalError) -> Bool in
+        // Set by the writer thread when the recovery has run.
+        let outcome = Locked<Result<Void, JournalError>?>(nil)
+        let queued = try state.withLock { (s) throws(JournalError) -> Bool in
             guard s.phase == .open else { throw .notOpen }
             guard s.failure != nil else { return false }
             s.jobs.append { [self] in
                 do throws(JournalError) {
                     try startOver(image: image)
+                    outcome.withLock { $0 = .success(()) }
                 } catch {
-                    outcome.result = .failure(error)
+                    outcome.withLock { $0 = .failure(error) }
                 }
-                outcome.done.signal()
+                outcome.wakeWaiters()
             }
             return true
         }
-        guard signal else { return }
-        if state.withLock({ $0.wakeWriter() }) { wake.signal() }
-        outcome.done.wait()
-        try outcome.result.get()
+        guard queued else { return }
+        state.wakeWaiters()
+        try outcome.withLock(waitingUntil: { $0 != nil }) { $0! }.get()
     }
-}
-
-/// The result of a recovery run on the writer thread. `@unchecked Sendable`:
-/// the writer sets `result` before signalling `done`; the caller reads it after waiting.
-private final class RecoveryOutcome: @unchecked Sendable {
-    var result: Result<Void, JournalError> = .success(())
-    let done = DispatchSemaphore(value: 0)
 }

@@ -1,4 +1,5 @@
 internal import Foundation
+internal import Locking
 
 /// The writer thread: it takes everything queued, writes it, fsyncs once,
 /// and hands the completions to the completion queue. It never runs them.
@@ -14,7 +15,8 @@ extension Journal {
     func startWriter() {
         let writer = Thread { [self] in
             runWriter()
-            writerStopped.signal()
+            state.withLock { $0.writerStopped = true }
+            state.wakeWaiters()
         }
         writer.name = Self.writerThreadName
         writer.start()
@@ -27,21 +29,12 @@ extension Journal {
     /// over the completions; records queued meanwhile form the next batch.
     func runWriter() {
         while true {
-            let batch = state.withLock { s -> Batch? in
-                let stopping = s.phase == .closing
-                if s.segments.isEmpty && s.jobs.isEmpty && !stopping {
-                    s.writerSleeping = true
-                    return nil
-                }
+            let batch = state.withLock(waitingUntil: \.writerHasWork) { s -> Batch in
                 defer {
                     s.segments = []
                     s.jobs = []
                 }
-                return Batch(segments: s.segments, jobs: s.jobs, stopping: stopping)
-            }
-            guard let batch else {
-                wake.wait()
-                continue
+                return Batch(segments: s.segments, jobs: s.jobs, stopping: s.phase == .closing)
             }
             if !batch.segments.isEmpty { write(batch.segments) }
             for job in batch.jobs { job() }

@@ -1,6 +1,7 @@
 internal import Dispatch
 internal import Foundation
 internal import Glibc
+internal import Locking
 public import Logging
 internal import MemoryPool
 
@@ -14,7 +15,7 @@ internal import MemoryPool
 /// that registered them.
 ///
 /// `@unchecked Sendable`: everything callers share lives in `state`, behind a
-/// lock (`Locked`). The open journal file (`current`) and the pending snapshot are
+/// lock (`Locked`), which is also what the writer thread and `close` wait on. The open journal file (`current`) and the pending snapshot are
 /// touched only by the writer thread — by `load` before it starts it, and by
 /// `close` after it has stopped.
 public final class Journal: @unchecked Sendable {
@@ -28,12 +29,9 @@ public final class Journal: @unchecked Sendable {
     let logger: Logger
     /// The open `DIR/lock`, flock'd while this journal lives.
     let lockDescriptor: Int32
-    /// What callers and the writer thread share.
+    /// What callers and the writer thread share; whoever gives the writer
+    /// work, or stops it, wakes the waiters.
     let state = Locked(State())
-    /// Wakes the writer thread when it sleeps and there is work.
-    let wake = DispatchSemaphore(value: 0)
-    /// Signalled by the writer thread when it has stopped.
-    let writerStopped = DispatchSemaphore(value: 0)
     /// Where completions run, one batch after another.
     let completions = DispatchQueue(label: "regiond.journal.completions")
     /// The journal file records are appended to; writer thread only.
@@ -122,15 +120,15 @@ public final class Journal: @unchecked Sendable {
         /// Sequence numbers that were never made durable, and why.
         var failed: [(sequences: ClosedRange<UInt64>, error: JournalError)] = []
         var appendedSinceSnapshot = 0
-        var writerSleeping = false
+        /// Set by the writer thread as its last act; `close` waits for it.
+        var writerStopped = false
         var records: UInt64 = 0
         var fsyncs: UInt64 = 0
         var fsyncTime = Duration.zero
 
-        /// Marks the writer awake; true when the caller must signal `wake`.
-        mutating func wakeWriter() -> Bool {
-            defer { writerSleeping = false }
-            return writerSleeping
+        /// Whether the writer thread has something to do.
+        var writerHasWork: Bool {
+            !segments.isEmpty || !jobs.isEmpty || phase == .closing
         }
     }
 
@@ -148,14 +146,11 @@ public final class Journal: @unchecked Sendable {
         let lockPath = directory + "/" + StateFiles.lockName
         let descriptor = try system(Syscall.open(lockPath, O_RDWR | O_CREAT))
         do throws(JournalError) {
-            // Retry for a moment: a child another thread is forking holds a
-            // copy of a just-closed lock descriptor until it execs.
-            var locked = try system(Syscall.tryLockExclusive(descriptor, path: lockPath))
-            for _ in 0..<20 where !locked {
-                usleep(50_000)
-                locked = try system(Syscall.tryLockExclusive(descriptor, path: lockPath))
-            }
-            guard locked else {
+            // No retry: a journal gives its lock back with an explicit unlock
+            // (see `releaseLock`), so a child forked meanwhile by another
+            // thread, holding a copy of the descriptor until it execs, does
+            // not keep the directory locked.
+            guard try system(Syscall.tryLockExclusive(descriptor, path: lockPath)) else {
                 let holder = (try? Syscall.readAll(lockPath)).flatMap {
                     Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
                 }
@@ -174,7 +169,7 @@ public final class Journal: @unchecked Sendable {
         // close() was not called: at least give the lock back. The writer thread
         // holds a reference, so an open journal never gets here.
         if state.withLock({ $0.phase }) == .unloaded {
-            _ = Glibc.close(lockDescriptor)
+            releaseLock()
         }
     }
 
@@ -207,18 +202,26 @@ public final class Journal: @unchecked Sendable {
             // A load that failed late may have opened the journal file already.
             if let current { _ = Glibc.close(current.descriptor) }
             current = nil
-            _ = Glibc.close(lockDescriptor)
+            releaseLock()
         case .open:
-            wake.signal()
-            writerStopped.wait()
+            state.wakeWaiters()
+            state.withLock(waitingUntil: { $0.writerStopped }) { _ in }
             // Every completion the writer handed over has run when close returns.
             completions.sync {}
             if let current { _ = Glibc.close(current.descriptor) }
             current = nil
-            // Closing the descriptor releases the flock.
-            _ = Glibc.close(lockDescriptor)
+            releaseLock()
         case .closing, .closed:
             break
         }
+    }
+
+    /// Unlocks `DIR/lock` and closes it. The explicit unlock matters: the
+    /// flock belongs to the open file, which a child forked by another
+    /// thread shares until it execs (`O_CLOEXEC` only closes it then); closing
+    /// our descriptor alone would leave the directory locked that long.
+    private func releaseLock() {
+        Syscall.unlock(lockDescriptor)
+        _ = Glibc.close(lockDescriptor)
     }
 }

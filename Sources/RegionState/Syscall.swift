@@ -1,4 +1,5 @@
 internal import Glibc
+internal import Locking
 internal import Synchronization
 
 /// Thin wrappers over the system calls the journal makes: each retries
@@ -25,6 +26,8 @@ enum Syscall {
     /// Observers by directory: the power-loss tests record what the journal
     /// really does. None in regiond, where each call reads `isObserved` and goes on.
     private static let observers = Locked<[String: Observer]>([:])
+    /// Read before every journal write and fsync: an atomic, so that regiond,
+    /// where nothing observes, never takes the observers' lock on that path.
     private static let isObserved = Atomic<Bool>(false)
 
     /// Has `observer` see every operation on the files in `directory` (and on
@@ -206,6 +209,14 @@ enum Syscall {
             }
         }
         return true
+    }
+
+    /// `flock(LOCK_UN)`: releases the lock of the open file, for every
+    /// descriptor sharing it (a forked child's copy too). Best effort: the
+    /// only failure, a bad descriptor, means there is no lock to release.
+    static func unlock(_ descriptor: Int32) {
+        let lock: (Int32, Int32) -> Int32 = Glibc.flock(_:_:)
+        while lock(descriptor, LOCK_UN) == -1 && errno == EINTR {}
     }
 
     /// The names in a directory, without `.` and `..` (`opendir`/`readdir`).

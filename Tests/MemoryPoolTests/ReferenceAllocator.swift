@@ -1,5 +1,7 @@
 import MemoryPool
 
+// The benchmarks compile this file too: `Benchmarks/Benchmarks/PoolBenchmarks/ReferenceAllocator.swift` is a symbolic link to it.
+
 /// A deliberately simple allocator that follows the seed allocator's rules
 /// (hcsshim `internal/memory`) word for word: a size maps to the smallest
 /// class that holds it; allocation takes the lowest free offset of the

@@ -55,11 +55,7 @@ import Testing
         let client = try RawClient(port: port, timeout: .seconds(10))
         defer { client.close() }
         client.send(RawClient.request("GET", "/held"))
-        let deadline = ContinuousClock.now + .seconds(5)
-        while routes.heldCount == 0 && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        #expect(routes.heldCount == 1)
+        #expect(routes.waitForHeld(1) == 1)
         let started = ContinuousClock.now
         server.shutdown(drainTimeout: .milliseconds(200))
         #expect(ContinuousClock.now - started < .seconds(5))
@@ -80,7 +76,7 @@ import Testing
         let client = try RawClient(port: port, timeout: .seconds(10))
         defer { client.close() }
         client.send(RawClient.request("GET", "/held"))
-        while routes.heldCount == 0 { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(routes.waitForHeld(1) == 1)
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) {
             routes.answerHeld(Response(status: 200, body: Array("in time".utf8)))
         }

@@ -1,6 +1,6 @@
 import Dispatch
 import MicroHTTP
-import Synchronization
+import Locking
 
 @testable import TestSupport
 
@@ -10,7 +10,7 @@ import Synchronization
 /// `GET /echo/{value}` answers the path parameter.
 final class ToyRoutes: Sendable {
     /// The responders of `/held` requests not answered yet.
-    private let held = Mutex<[Router.Respond]>([])
+    private let held = Locked<[Router.Respond]>([])
 
     var router: Router {
         var router = Router()
@@ -22,12 +22,16 @@ final class ToyRoutes: Sendable {
         })
         router.on("GET", "/held") { [self] _, _, respond in
             held.withLock { $0.append(respond) }
+            held.wakeWaiters()
         }
         return router
     }
 
-    /// How many `/held` requests wait for an answer.
-    var heldCount: Int { held.withLock { $0.count } }
+    /// Waits until `count` `/held` requests wait for an answer (each one
+    /// wakes the wait); 5 s is the failure bound only. Returns how many wait.
+    func waitForHeld(_ count: Int) -> Int {
+        held.withLock(waitingUntil: { $0.count >= count }, deadline: .now + .seconds(5)) { $0.count }
+    }
 
     /// Answers every held request with `response`.
     func answerHeld(_ response: Response) {

@@ -4,7 +4,7 @@ import MicroHTTP
 @testable import RegionServer
 import RegionState
 @testable import TestSupport
-import Synchronization
+import Locking
 import Testing
 
 #if canImport(Glibc)
@@ -13,7 +13,7 @@ import Glibc
 
 /// Sends one request through `router` and returns the response.
 private func send(_ router: Router, _ method: String, _ path: String, headers: [(name: String, value: String)] = [], body: String = "") -> Response {
-    let delivered = Mutex<Response?>(nil)
+    let delivered = Locked<Response?>(nil)
     router.handle(Request(method: method, path: path, headers: headers, body: Array(body.utf8))) { response in
         delivered.withLock { $0 = response }
     }

@@ -5,7 +5,7 @@ import MicroHTTP
 import RegionServer
 import RegionState
 @testable import TestSupport
-import Synchronization
+import Locking
 import Testing
 
 #if canImport(Glibc)
@@ -22,7 +22,7 @@ struct InProcessAPI {
         headers: [(name: String, value: String)] = [], body: [UInt8] = [],
         sourceLocation: SourceLocation = #_sourceLocation
     ) -> Response {
-        let delivered = Mutex<[Response]>([])
+        let delivered = Locked<[Response]>([])
         let request = Request(method: method, path: path, query: query, headers: headers, body: body)
         router.handle(request) { response in delivered.withLock { $0.append(response) } }
         let responses = delivered.withLock { $0 }

@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import MemoryPool
-import Synchronization
+import Locking
 import Testing
 
 @testable import RegionState
@@ -256,7 +256,7 @@ private func formatVersion(ofFile path: String) throws -> UInt32 {
 /// Appends `records` one by one and waits until every one is durable.
 private func appendAndWait(_ journal: Journal, _ records: [JournalRecord]) throws {
     let done = DispatchGroup()
-    let failure = Mutex<JournalError?>(nil)
+    let failure = Locked<JournalError?>(nil)
     for record in records {
         done.enter()
         try journal.append(record) { result in

@@ -5,7 +5,7 @@ import Logging
 import MemoryPool
 @testable import RegionState
 @testable import TestSupport
-import Synchronization
+import Locking
 import Testing
 
 /// The journal, against real temporary directories: no mocks.
@@ -471,7 +471,7 @@ import Testing
         let journal = try Journal(directory: directory.path, logger: testLogger())
         _ = try journal.load()
         let perThread = 40
-        let failures = Mutex(0)
+        let failures = Locked(0)
         let group = DispatchGroup()
         for thread in 0..<16 {
             group.enter()
@@ -537,14 +537,14 @@ import Testing
         try appendAndWait(journal, [small])
         live = expectedBook(after: [small], from: live)
         let durableSize = try fileSize(journalPath)
-        let outcomes = Mutex<[(UInt64, Bool)]>([])
+        let outcomes = Locked<[(UInt64, Bool)]>([])
         let finished = DispatchGroup()
         var sequences: [UInt64] = []
         for index in 0..<10 {
             finished.enter()
             do {
                 let record = JournalRecord.allocate(region((next + UInt64(index)) * MiB, class: 0, label: large))
-                let sequence = Mutex<UInt64>(0)
+                let sequence = Locked<UInt64>(0)
                 sequence.withLock { value in
                     value = (try? journal.append(record) { result in
                         outcomes.withLock { $0.append((sequence.withLock { $0 }, (try? result.get()) != nil)) }
@@ -694,7 +694,7 @@ private func batch(_ records: [JournalRecord]) -> [UInt8] {
 /// Appends `records` and waits until the last is durable.
 private func appendAndWait(_ journal: Journal, _ records: [JournalRecord]) throws {
     let done = DispatchSemaphore(value: 0)
-    let outcome = Mutex<Result<Void, JournalError>>(.success(()))
+    let outcome = Locked<Result<Void, JournalError>>(.success(()))
     for (index, record) in records.enumerated() {
         try journal.append(record) { result in
             guard index == records.count - 1 else { return }

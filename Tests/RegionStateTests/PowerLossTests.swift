@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Locking
 import MemoryPool
 @testable import RegionState
 @testable import TestSupport

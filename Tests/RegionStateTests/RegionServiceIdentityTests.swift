@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import MemoryPool
-import Synchronization
+import Locking
 import Testing
 
 @testable import RegionState
@@ -10,7 +10,7 @@ import Testing
 /// A clock the test moves by hand: wall and monotonic time advance together
 /// unless the test steps the wall clock alone.
 final class ManualClock: Sendable {
-    private let state = Mutex<(wall: Int64, elapsed: Duration)>((1_800_000_000_000, .zero))
+    private let state = Locked<(wall: Int64, elapsed: Duration)>((1_800_000_000_000, .zero))
     private let start = ContinuousClock.now
 
     var leaseClock: LeaseClock {
@@ -213,7 +213,7 @@ final class ManualClock: Sendable {
         let service = RegionService(journal: journal, logger: testLogger())
         try service.load()
 
-        let answered = Mutex<[String]>([])
+        let answered = Locked<[String]>([])
         let done = DispatchGroup()
         func record(_ name: String) -> @Sendable (Any) -> Void {
             done.enter()

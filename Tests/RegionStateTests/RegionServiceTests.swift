@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import MemoryPool
-import Synchronization
+import Locking
 import Testing
 
 @testable import RegionState
@@ -25,7 +25,7 @@ import Testing
         let journal = try Journal(directory: directory.path, logger: testLogger())
         _ = try journal.load(now: LeaseClock.system.now())
         let sequence = waitFor { (done: @escaping @Sendable (UInt64) -> Void) in
-            let appended = Mutex<UInt64>(0)
+            let appended = Locked<UInt64>(0)
             appended.withLock { value in
                 value = (try? journal.append(.release(offset: 0)) { _ in done(appended.withLock { $0 }) }) ?? 0
             }
@@ -35,7 +35,7 @@ import Testing
         // same queue again. Run synchronously, that would be a re-entrant
         // dispatch_sync; so the completion must not have run on return.
         let queue = DispatchQueue(label: "test.pool")
-        let ranInline = Mutex(false)
+        let ranInline = Locked(false)
         let finished = DispatchSemaphore(value: 0)
         queue.sync {
             let caller = UInt(pthread_self())

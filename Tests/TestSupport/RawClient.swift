@@ -104,6 +104,11 @@ final class RawClient {
     func nextResponse() -> RawOutcome {
         while true {
             if let (head, bodyStart) = headEnd(), let parsed = parseHead(head) {
+                if (100..<200).contains(parsed.status) {
+                    // An interim response (100 Continue) has no body.
+                    buffer.removeFirst(bodyStart)
+                    return .response(RawResponse(status: parsed.status, headers: parsed.headers, body: []))
+                }
                 if let length = parsed.headers["content-length"].flatMap(Int.init) {
                     if buffer.count - bodyStart >= length {
                         let body = Array(buffer[bodyStart..<bodyStart + length])

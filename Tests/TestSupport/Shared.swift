@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
+import Locking
 
 /// A logger that drops everything, so test output stays readable.
 let quietLogger = Logger(label: "regiond-tests") { _ in SwiftLogNoOpLogHandler() }
@@ -18,7 +18,7 @@ final class LogCapture: @unchecked Sendable {
         var text: String
     }
 
-    private let stored = Mutex<[Message]>([])
+    private let stored = Locked<[Message]>([])
 
     /// Everything logged so far.
     var messages: [Message] { stored.withLock { $0 } }
@@ -50,7 +50,7 @@ final class LogCapture: @unchecked Sendable {
 
 /// Starts an operation that answers through a completion, and waits for its answer.
 func waitFor<T: Sendable>(_ start: (@escaping @Sendable (T) -> Void) -> Void) -> T {
-    let result = Mutex<T?>(nil)
+    let result = Locked<T?>(nil)
     let done = DispatchSemaphore(value: 0)
     start { value in
         result.withLock { $0 = value }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Locking
 import Testing
 
 @testable import TestSupport
@@ -191,7 +191,7 @@ extension DiskFullTests {
             var problems: [String] = []
         }
 
-        let state = Mutex(State())
+        let state = Locked(State())
 
         /// Enough seen: a refusal and /readyz 503, a problem, or so many requests
         /// that the journal has passed its limit many times over.
@@ -257,13 +257,12 @@ final class StatefulRegiond {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        let deadline = Date().addingTimeInterval(30)
-        var port: Int?
-        while port == nil && Date() < deadline && process.isRunning {
-            port = transcript.text.split(separator: "\n")
+        // The listening line; 30 s is the failure bound only (a regiond that
+        // exits early costs all of it, in a test that fails anyway).
+        let port = transcript.wait(until: .now + .seconds(30)) { text in
+            text.split(separator: "\n")
                 .first { $0.hasPrefix("listening on http://") }
                 .flatMap { Int($0.split(separator: ":").last ?? "") }
-            if port == nil { usleep(10_000) }
         }
         guard let port else {
             Glibc.kill(process.processIdentifier, SIGKILL)
@@ -308,11 +307,18 @@ final class StatefulRegiond {
 
 /// Text a child process wrote, appended from the pipes' handler threads.
 final class Transcript: Sendable {
-    private let stored = Mutex("")
+    private let stored = Locked("")
 
     var text: String { stored.withLock { $0 } }
 
     func append(_ data: Data) {
         stored.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        stored.wakeWaiters()
+    }
+
+    /// Waits until `found` returns a value for the text so far (each append
+    /// wakes it) or `deadline` has passed.
+    func wait<T>(until deadline: ContinuousClock.Instant, for found: (String) -> T?) -> T? {
+        stored.withLock(waitingUntil: { found($0) != nil }, deadline: deadline) { found($0) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Testing
 
 @testable import TestSupport
@@ -12,6 +13,10 @@ final class RegiondProcess {
     let process = Process()
     let port: Int
     private let output = Pipe()
+    /// What regiond wrote to standard error (its log).
+    let log = Transcript()
+    /// Set by the termination handler.
+    private let exited = Locked(false)
 
     /// `.build/debug/regiond` next to the test bundle, or `<repo>/.build/debug/regiond`.
     static var executable: URL? {
@@ -24,17 +29,28 @@ final class RegiondProcess {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }
 
-    /// Starts `regiond --port 0 --log-level error` in a temporary directory and waits for its address.
-    init() throws {
+    /// Starts `regiond --port 0 --log-level LEVEL` in a temporary directory and waits for its address.
+    init(logLevel: String = "error") throws {
         guard let executable = Self.executable else {
             throw Failure(description: "regiond is not built: run `swift build` first (looked next to \(Bundle.main.bundleURL.path) and in \(repositoryRoot.path)/.build/debug)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("regiond-test-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process.executableURL = executable
-        process.arguments = ["--port", "0", "--log-level", "error"]
+        process.arguments = ["--port", "0", "--log-level", logLevel]
         process.currentDirectoryURL = directory
         process.standardOutput = output
+        let errors = Pipe()
+        errors.fileHandleForReading.readabilityHandler = { [log] handle in
+            let data = handle.availableData
+            // At the end of the stream: stop, or the handler is called again and again.
+            if data.isEmpty { handle.readabilityHandler = nil } else { log.append(data) }
+        }
+        process.standardError = errors
+        process.terminationHandler = { [exited] _ in
+            exited.withLock { $0 = true }
+            exited.wakeWaiters()
+        }
         try process.run()
         var seen = ""
         let deadline = Date().addingTimeInterval(60)
@@ -60,13 +76,15 @@ final class RegiondProcess {
         kill(process.processIdentifier, number)
     }
 
-    /// Waits for the process to exit; false if it did not within the timeout.
-    func waitForExit(seconds: Double = 60) async -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return !process.isRunning
+    /// Waits for the process to exit (its termination handler wakes the
+    /// wait); false if it did not within `seconds`, the failure bound.
+    func waitForExit(seconds: Int = 60) -> Bool {
+        exited.withLock(waitingUntil: { $0 }, deadline: .now + .seconds(seconds)) { $0 }
+    }
+
+    /// Waits for a log line containing `text`; false if none came within `seconds`.
+    func waitForLog(_ text: String, seconds: Int = 30) -> Bool {
+        log.wait(until: .now + .seconds(seconds)) { $0.contains(text) ? true : nil } ?? false
     }
 
     deinit {
@@ -85,21 +103,23 @@ final class RegiondProcess {
     }
 
     @Test func sigtermFinishesTheRequestInFlightAndExitsZero() async throws {
-        let regiond = try RegiondProcess()
+        let regiond = try RegiondProcess(logLevel: "info")
         let connection = try RawClient(port: regiond.port, timeout: .seconds(30))
         let body = Array(#"{"size":    1048576}"#.utf8)
         #expect(body.count == 20)
-        connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\n\r\n")
+        connection.send("POST /regions HTTP/1.1\r\nHost: test\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n")
+        // The interim answer shows the server has taken the head: the request is in flight.
+        #expect(try connection.readReply().status == 100)
         connection.send(Array(body[..<10]))
-        try await Task.sleep(for: .milliseconds(300))  // let the server take the headers
         regiond.signal(SIGTERM)
-        try await Task.sleep(for: .milliseconds(200))
+        // Its log says it is stopping, with the request still in flight.
+        #expect(regiond.waitForLog("stopping"), "no stopping line: \(regiond.log.text)")
         #expect(regiond.process.isRunning, "regiond waits for the request in flight")
         connection.send(Array(body[10...]))
         let reply = try connection.readReply()
         #expect(reply.status == 201)
         #expect(reply.text == #"{"class":0,"id":1,"offset":0,"ref":1,"size":1048576}"#)
-        #expect(await regiond.waitForExit(), "regiond did not exit after SIGTERM")
+        #expect(regiond.waitForExit(), "regiond did not exit after SIGTERM")
         #expect(regiond.process.terminationReason == .exit)
         #expect(regiond.process.terminationStatus == 0)
         #expect(throws: RawClient.ConnectError.self) { try RawClient(port: regiond.port) }
@@ -112,7 +132,7 @@ final class RegiondProcess {
         probe.send("GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         #expect(try probe.readReply().status == 200)
         regiond.signal(number)
-        #expect(await regiond.waitForExit(), "regiond did not exit after signal \(number)")
+        #expect(regiond.waitForExit(), "regiond did not exit after signal \(number)")
         #expect(regiond.process.terminationReason == .exit)
         #expect(regiond.process.terminationStatus == 0)
         #expect(throws: RawClient.ConnectError.self) { try RawClient(port: regiond.port) }
@@ -126,7 +146,7 @@ final class RegiondProcess {
         let regiond = try RegiondProcess()
         defer { regiond.signal(SIGKILL) }
         regiond.signal(number)
-        let exited = await regiond.waitForExit(seconds: 10)
+        let exited = regiond.waitForExit(seconds: 10)
         #expect(exited, "regiond did not exit after signal \(number)")
         if exited {
             #expect(regiond.process.terminationReason == .exit, "killed by the signal: no handler yet")
