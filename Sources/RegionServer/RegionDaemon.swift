@@ -60,7 +60,8 @@ public final class RegionDaemon: @unchecked Sendable {
     public let metrics: RegionMetrics
     public let router: Router
     let journal: Journal?
-    let server: HTTPServer
+    /// The HTTP server, for tests that wait on its activity.
+    public let server: HTTPServer
     let logger: Logger
     let configuration: Configuration
     /// Where the ticks run; they do nothing until the state is loaded, and

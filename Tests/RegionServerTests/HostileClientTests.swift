@@ -104,7 +104,7 @@ import Testing
         let head = "POST /regions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         client.send(head + "Content-Length: 64\r\n\r\n" + Self.json)
         // The server has the request (its head is in), then drops it with the connection.
-        let taken = fixture.server.waitForActivity(until: .now + .seconds(10)) { $0.requests == 1 }
+        let taken = fixture.daemon.server.waitForActivity(until: .now + .seconds(10)) { $0.requests == 1 }
         #expect(taken.requests == 1, "the server never took the request's head")
         client.close()
         fixture.waitUntilIdle()
@@ -350,7 +350,7 @@ private final class HostileFixture {
     /// flight (each close wakes the wait); 10 s is only the failure bound.
     func waitUntilIdle(sourceLocation: SourceLocation = #_sourceLocation) {
         let idle = HTTPServer.Activity(connections: 0, requests: 0)
-        let seen = server.waitForActivity(until: .now + .seconds(10)) { $0 == idle }
+        let seen = daemon.server.waitForActivity(until: .now + .seconds(10)) { $0 == idle }
         #expect(seen == idle, "still busy: \(seen)", sourceLocation: sourceLocation)
     }
 
