@@ -76,7 +76,7 @@ public enum RegionAPI {
             case .metrics: metricsExposition
             case .openapi: { (request, _, respond) throws(HTTPError) in
                     try checkQuery(request, allowing: [])
-                    respond(Response(status: 200, headers: [("Content-Type", "application/yaml")], body: PackageResources.openapi_yaml))
+                    respond(Response(status: 200, headers: [("Content-Type", "application/yaml")], body: RegionSpec.openapi))
                 }
             }
         }
