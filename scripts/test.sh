@@ -37,6 +37,9 @@ python3 scripts/crash-test.py --binary "$(swift build --show-bin-path)/regiond"
 echo "== disk-full test"
 scripts/disk-full-test.sh --binary "$(swift build --show-bin-path)/regiond"
 
+echo "== README: the walkthrough, run as written"
+.build/venv/bin/python scripts/check-readme.py --binary "$(swift build --show-bin-path)/regiond"
+
 echo "== openapi.yaml against the router"
 "$(swift build --show-bin-path)/regiond" --print-routes | .build/venv/bin/python scripts/check-openapi.py
 
