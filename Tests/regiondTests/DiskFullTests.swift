@@ -234,7 +234,7 @@ final class StatefulRegiond {
         guard let executable = RegiondProcess.executable else {
             throw RegiondProcess.Failure(description: "regiond is not built: run `swift build` first")
         }
-        let arguments = ["--port", "0", "--state-dir", stateDirectory.path, "--log-level", "error"]
+        let arguments = ["--port", "0", "--state-dir", stateDirectory.path, "--log-level", "notice"]
         if let fileSizeLimitBlocks {
             // An ignored signal stays ignored across exec: write(2) then fails
             // with EFBIG instead of SIGXFSZ killing regiond.
@@ -245,24 +245,13 @@ final class StatefulRegiond {
             process.arguments = arguments
         }
         // Pipes, not files: the limit would apply to a log file too.
-        let output = Pipe()
-        let errors = Pipe()
-        for pipe in [output, errors] {
-            pipe.fileHandleForReading.readabilityHandler = { [transcript] handle in
-                let data = handle.availableData
-                // At the end of the stream: stop, or the handler is called again and again.
-                if data.isEmpty { handle.readabilityHandler = nil } else { transcript.append(data) }
-            }
-        }
-        process.standardOutput = output
-        process.standardError = errors
+        process.standardOutput = transcript.pipe()
+        process.standardError = transcript.pipe()
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         var port: Int?
         while port == nil && Date() < deadline && process.isRunning {
-            port = transcript.text.split(separator: "\n")
-                .first { $0.hasPrefix("listening on http://") }
-                .flatMap { Int($0.split(separator: ":").last ?? "") }
+            port = RegiondProcess.port(in: transcript.text)
             if port == nil { usleep(10_000) }
         }
         guard let port else {
@@ -314,5 +303,16 @@ final class Transcript: Sendable {
 
     func append(_ data: Data) {
         stored.withLock { $0 += String(decoding: data, as: UTF8.self) }
+    }
+
+    /// A pipe whose every byte is appended here, read on Foundation's handler threads.
+    func pipe() -> Pipe {
+        let pipe = Pipe()
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            // At the end of the stream: stop, or the handler is called again and again.
+            if data.isEmpty { handle.readabilityHandler = nil } else { append(data) }
+        }
+        return pipe
     }
 }

@@ -11,7 +11,8 @@ import Glibc
 final class RegiondProcess {
     let process = Process()
     let port: Int
-    private let output = Pipe()
+    /// What regiond wrote to stderr (its log lines).
+    let transcript = Transcript()
 
     /// `.build/debug/regiond` next to the test bundle, or `<repo>/.build/debug/regiond`.
     static var executable: URL? {
@@ -24,30 +25,37 @@ final class RegiondProcess {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }
 
-    /// Starts `regiond --port 0 --log-level error` in a temporary directory and waits for its address.
-    init() throws {
+    /// The port of the `listening on http://HOST:PORT` log line in `text`.
+    static func port(in text: String) -> Int? {
+        text.split(separator: "\n")
+            .first { $0.contains("listening on http://") }
+            .flatMap { Int($0.split(separator: ":").last ?? "") }
+    }
+
+    /// Starts `regiond --port 0 --log-level notice` (plus `arguments`) in a
+    /// temporary directory and waits for the `listening on` line on stderr.
+    init(_ arguments: [String] = [], environment: [String: String]? = nil) throws {
         guard let executable = Self.executable else {
             throw Failure(description: "regiond is not built: run `swift build` first (looked next to \(Bundle.main.bundleURL.path) and in \(repositoryRoot.path)/.build/debug)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("regiond-test-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process.executableURL = executable
-        process.arguments = ["--port", "0", "--log-level", "error"]
+        process.arguments = ["--port", "0", "--log-level", "notice"] + arguments
         process.currentDirectoryURL = directory
-        process.standardOutput = output
+        if let environment { process.environment = environment }
+        process.standardError = transcript.pipe()
         try process.run()
-        var seen = ""
+        var port: Int?
         let deadline = Date().addingTimeInterval(60)
-        while !seen.contains("\n") && Date() < deadline && process.isRunning {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            seen += String(decoding: data, as: UTF8.self)
+        while port == nil && Date() < deadline && process.isRunning {
+            port = Self.port(in: transcript.text)
+            if port == nil { usleep(10_000) }
         }
-        guard let line = seen.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }),
-            let port = Int(line.split(separator: ":").last ?? "")
-        else {
-            process.terminate()
-            throw Failure(description: "regiond printed no address: \(seen)")
+        guard let port else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw Failure(description: "regiond printed no address: \(transcript.text)")
         }
         self.port = port
     }
