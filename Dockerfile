@@ -37,7 +37,9 @@ USER regiond
 WORKDIR /var/lib/regiond
 VOLUME ["/var/lib/regiond"]
 EXPOSE 8080
-# No curl here: ask /healthz over bash's /dev/tcp and want a 200 status line.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
-    CMD ["timeout", "3", "bash", "-c", "exec 3<>\"/dev/tcp/127.0.0.1/${REGIOND_PORT:-8080}\" && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && IFS= read -r status <&3 && [[ $status == *' 200 '* ]]"]
+# regiond's own probe (no curl in the image): GET /readyz, ready or not.
+# Given no address flags it reads PID 1's command line and environment when
+# PID 1 is regiond, so `docker run regiond --port 9000` is checked on 9000.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/regiond", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/regiond"]

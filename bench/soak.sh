@@ -30,12 +30,12 @@ mkdir -p .build/bench
 cc -O2 -Wall -pthread -o "$CLIENT_BIN" bench/soak-client.c
 
 log="$LOG_DIR/soak.server.log"
-"$REGIOND_BIN" --in-memory --port 0 --log-level error >"$log" 2>&1 &
+"$REGIOND_BIN" --in-memory --port 0 --log-level notice >"$log" 2>&1 &
 SERVER_PID=$!
 PORT=""
 for _ in $(seq 1 200); do
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; die "regiond exited at start (log: $log)"; }
-    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$log")
+    PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$log")
     [ -n "$PORT" ] && break
     sleep 0.05
 done

@@ -71,6 +71,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,55 +120,54 @@ class TestFailure(Exception):
 
 
 class Server:
-    """One regiond process on port 0; stderr goes to a log file."""
+    """One regiond process on port 0; stderr goes to a log file.
+
+    It is ready when it sends READY=1 to a notify socket of ours (the sd_notify
+    protocol: NOTIFY_SOCKET names a datagram socket); the STATUS= beside it
+    says where it serves. An event, no polling.
+    """
 
     def __init__(self, binary, state_dir, log_path):
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--state-dir", state_dir, "--log-level", "error"],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
-        self.port = self._read_port(timeout=15)
-        self._wait_ready(timeout=15)
-
-    def _read_port(self, timeout):
-        found = {}
-
-        def reader():
-            for raw in self.proc.stdout:
-                m = re.search(rb"listening on http://[^:]+:(\d+)", raw)
-                if m:
-                    found["port"] = int(m.group(1))
-                    return
-
-        t = threading.Thread(target=reader, daemon=True)
-        t.start()
-        t.join(timeout)
-        if "port" not in found:
-            code = self.proc.poll()
-            self.kill()
-            raise TestFailure(f"regiond did not print 'listening on' within {timeout}s "
-                              f"(exit code {code}); log tail:\n{self.log_tail()}")
-        return found["port"]
+        notify_dir = tempfile.mkdtemp(prefix="regiond-notify-")
+        notify_path = os.path.join(notify_dir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(notify_path)
+        try:
+            self.proc = subprocess.Popen(
+                [binary, "--port", "0", "--state-dir", state_dir, "--log-level", "error"],
+                stdout=subprocess.DEVNULL, stderr=self.log, stdin=subprocess.DEVNULL,
+                env=dict(os.environ, NOTIFY_SOCKET=notify_path))
+            self.port = self._wait_ready(timeout=30)
+        finally:
+            self.notify.close()
+            shutil.rmtree(notify_dir, ignore_errors=True)
 
     def _wait_ready(self, timeout):
+        """Waits for READY=1; returns the port of its STATUS=serving on http://HOST:PORT."""
         deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise TestFailure(f"regiond exited with {self.proc.returncode} before /readyz was 200; "
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                code = self.proc.poll()
+                self.kill()
+                raise TestFailure(f"regiond sent no READY=1 within {timeout}s (exit code {code}); "
                                   f"log tail:\n{self.log_tail()}")
+            # Short waits, so an early exit is noticed; each ends at a datagram or its timeout.
+            self.notify.settimeout(min(left, 0.5))
             try:
-                status, _, _ = request(self.port, "GET", "/readyz")
-                if status == 200:
-                    # Wall-clock time it was seen ready (it became ready at or before this).
-                    self.ready_ms = now_ms()
-                    return
-                last = status
-            except OSError as e:
-                last = e
-            time.sleep(0.02)
-        raise TestFailure(f"/readyz not 200 within {timeout}s (last: {last}); log tail:\n{self.log_tail()}")
+                message = self.notify.recv(4096).decode()
+            except socket.timeout:
+                continue
+            fields = message.split("\n")
+            if "READY=1" in fields:
+                # Wall-clock time it was seen ready (it became ready at or before this).
+                self.ready_ms = now_ms()
+                m = re.search(r"STATUS=serving on http://[^\n]+:(\d+)", message)
+                if not m:
+                    raise TestFailure(f"READY=1 without the address: {message!r}")
+                return int(m.group(1))
 
     def kill(self):
         if self.proc.poll() is None:

@@ -111,16 +111,20 @@ EOF
 }
 
 start() {
-    : >"$work/out"
-    "$binary" --port 0 --state-dir "$state" --log-level error >"$work/out" 2>>"$work/regiond.log" &
+    # The address is regiond's "listening on" notice on stderr (port 0: only
+    # it knows the port); the log is shared by every start, so read past its end.
+    local from
+    from=$(( $(stat -c %s "$work/regiond.log" 2>/dev/null || echo 0) + 1 ))
+    "$binary" --port 0 --state-dir "$state" --log-level notice >/dev/null 2>>"$work/regiond.log" &
     pid=$!
+    port=""
     for _ in $(seq 100); do
-        port=$(sed -n 's|^listening on http://[^:]*:\([0-9]*\).*|\1|p' "$work/out")
+        port=$(tail -c "+$from" "$work/regiond.log" | sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' | head -1)
         [ -n "$port" ] && break
         kill -0 "$pid" 2>/dev/null || fail "regiond exited before listening"
         sleep 0.1
     done
-    [ -n "$port" ] || fail "regiond did not print 'listening on' within 10 s"
+    [ -n "$port" ] || fail "regiond did not log 'listening on' within 10 s"
     wait_ready 10 || fail "/readyz not 200 within 10 s after start"
 }
 

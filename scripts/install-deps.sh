@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need when it is missing:
-# libmicrohttpd-dev through apt-get, Python tools into .build/venv.
+# libmicrohttpd-dev and systemd (systemd-analyze) through apt-get, Python
+# tools into .build/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,15 @@ if ! pkg-config --exists libmicrohttpd 2>/dev/null; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libmicrohttpd-dev pkg-config curl >/dev/null
+fi
+
+# systemd-analyze verify checks dist/regiond.service; no running systemd needed.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "== installing systemd (for systemd-analyze)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
 venv=.build/venv

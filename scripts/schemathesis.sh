@@ -49,7 +49,7 @@ mkdir -p "$out"
 log="$out/regiond.log"
 
 echo "== starting $binary --port 0 --in-memory"
-"$binary" --port 0 --in-memory --log-level error >"$log" 2>&1 &
+"$binary" --port 0 --in-memory --log-level notice >"$log" 2>&1 &
 server=$!
 stop_server() {
     if kill -0 "$server" 2>/dev/null; then
@@ -61,12 +61,18 @@ trap stop_server EXIT
 
 url=""
 for _ in $(seq 1 100); do
-    url="$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$log" | head -1)"
+    url="$(sed -n 's/.*listening on \(http:\/\/[^ ]*\).*/\1/p' "$log" | head -1)"
     [ -n "$url" ] && break
     kill -0 "$server" 2>/dev/null || { cat "$log"; echo "schemathesis.sh: regiond exited" >&2; exit 1; }
     sleep 0.1
 done
 [ -n "$url" ] || { cat "$log"; echo "schemathesis.sh: regiond did not say where it listens" >&2; exit 1; }
+# Ready when `regiond healthcheck` says so (/readyz 200), as the README tells scripts.
+for _ in $(seq 1 100); do
+    "$binary" healthcheck --port "${url##*:}" >/dev/null && break
+    sleep 0.1
+done
+"$binary" healthcheck --port "${url##*:}" || { cat "$log"; exit 1; }
 
 echo "== schemathesis against $url (seed $seed, --max-examples $max_examples, --max-time $max_time)"
 started=$SECONDS

@@ -49,6 +49,9 @@ scripts/schemathesis.sh --binary "$(swift build --show-bin-path)/regiond"
 echo "== Dockerfile"
 .build/venv/bin/hadolint Dockerfile
 scripts/check-healthcheck.sh
+
+echo "== dist/regiond.service"
+scripts/check-unit.sh
 scripts/check-docker-binary.sh
 
 echo "== soak (50,000 requests)"

@@ -56,6 +56,9 @@ public final class RegionDaemon: @unchecked Sendable {
         }
     }
 
+    /// regiond's version: `regiond --version` and `regiond_build_info` in `/metrics`.
+    public static let version = "0.2.0"
+
     public let service: RegionService
     public let metrics: RegionMetrics
     public let router: Router

@@ -48,6 +48,8 @@ public final class RegionMetrics: Sendable {
         expirations = CoreMetrics.Counter(label: "regiond_lease_expirations_total", factory: factory)
         fsyncs = CoreMetrics.Counter(label: "regiond_journal_fsyncs_total", factory: factory)
         fsyncDuration = CoreMetrics.Timer(label: "regiond_journal_fsync_duration_seconds", factory: factory)
+        CoreMetrics.Gauge(label: "regiond_build_info", dimensions: [("version", RegionDaemon.version)], factory: factory)
+            .record(1)
     }
 
     /// Counts one answered request and records how long it took.

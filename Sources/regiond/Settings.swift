@@ -30,7 +30,7 @@ struct Settings: Equatable {
     /// the same source; a flag wins over a variable it excludes, as it wins
     /// over its own variable (so `docker run regiond --in-memory` works in an
     /// image that sets `REGIOND_STATE_DIR`).
-    static func resolve(_ options: Regiond, environment: [String: String]) throws -> Settings {
+    static func resolve(_ options: ServerOptions, environment: [String: String]) throws -> Settings {
         let source = Source(environment: environment)
         var host = source.text(options.host, flag: "--host", variable: "HOST")
         var port = try source.integer(options.port, flag: "--port", variable: "PORT", in: portRange)

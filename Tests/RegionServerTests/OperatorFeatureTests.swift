@@ -144,6 +144,8 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
             regiond_pool_unusable_index{class="6"} 1.0
             # TYPE regiond_lease_expirations_total counter
             regiond_lease_expirations_total 0
+            # TYPE regiond_build_info gauge
+            regiond_build_info{version="0.2.0"} 1.0
             # TYPE regiond_http_requests_total counter
             regiond_http_requests_total{route="/regions",method="POST",status="201"} 2
             regiond_http_requests_total{route="/regions",method="POST",status="400"} 1

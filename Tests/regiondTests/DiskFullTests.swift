@@ -234,7 +234,7 @@ final class StatefulRegiond {
         guard let executable = RegiondProcess.executable else {
             throw RegiondProcess.Failure(description: "regiond is not built: run `swift build` first")
         }
-        let arguments = ["--port", "0", "--state-dir", stateDirectory.path, "--log-level", "error"]
+        let arguments = ["--port", "0", "--state-dir", stateDirectory.path, "--log-level", "notice"]
         if let fileSizeLimitBlocks {
             // An ignored signal stays ignored across exec: write(2) then fails
             // with EFBIG instead of SIGXFSZ killing regiond.
@@ -245,24 +245,13 @@ final class StatefulRegiond {
             process.arguments = arguments
         }
         // Pipes, not files: the limit would apply to a log file too.
-        let output = Pipe()
-        let errors = Pipe()
-        for pipe in [output, errors] {
-            pipe.fileHandleForReading.readabilityHandler = { [transcript] handle in
-                let data = handle.availableData
-                // At the end of the stream: stop, or the handler is called again and again.
-                if data.isEmpty { handle.readabilityHandler = nil } else { transcript.append(data) }
-            }
-        }
-        process.standardOutput = output
-        process.standardError = errors
+        process.standardOutput = transcript.pipe()
+        process.standardError = transcript.pipe()
         try process.run()
         // The listening line; 30 s is the failure bound only (a regiond that
         // exits early costs all of it, in a test that fails anyway).
         let port = transcript.wait(until: .now + .seconds(30)) { text in
-            text.split(separator: "\n")
-                .first { $0.hasPrefix("listening on http://") }
-                .flatMap { Int($0.split(separator: ":").last ?? "") }
+            RegiondProcess.port(in: text)
         }
         guard let port else {
             Glibc.kill(process.processIdentifier, SIGKILL)
@@ -314,6 +303,17 @@ final class Transcript: Sendable {
     func append(_ data: Data) {
         stored.withLock { $0 += String(decoding: data, as: UTF8.self) }
         stored.wakeWaiters()
+    }
+
+    /// A pipe whose every byte is appended here, read on Foundation's handler threads.
+    func pipe() -> Pipe {
+        let pipe = Pipe()
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            // At the end of the stream: stop, or the handler is called again and again.
+            if data.isEmpty { handle.readabilityHandler = nil } else { append(data) }
+        }
+        return pipe
     }
 
     /// Waits until `found` returns a value for the text so far (each append

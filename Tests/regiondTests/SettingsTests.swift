@@ -7,7 +7,7 @@ import Testing
 /// `Settings.resolve`: flags, then `REGIOND_*` variables, then defaults.
 @Suite struct SettingsTests {
     func resolve(_ arguments: [String], _ environment: [String: String] = [:]) throws -> Settings {
-        try Settings.resolve(try Regiond.parse(arguments), environment: environment)
+        try Settings.resolve(try ServerOptions.parse(arguments), environment: environment)
     }
 
     @Test func withNothingGivenTheDefaultsApply() throws {
@@ -154,8 +154,8 @@ import Testing
     ])
     func aBadValueIsRefusedTheSameWayAsAFlagAndAsAVariable(option: String, value: String) {
         let variable = "REGIOND_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
-        #expect { try Regiond.parse(["--\(option)=\(value)"]) } throws: { error in
-            let message = Regiond.message(for: error)
+        #expect { try ServerOptions.parse(["--\(option)=\(value)"]) } throws: { error in
+            let message = ServerOptions.message(for: error)
             return message.contains("--\(option)") && message.contains(value)
         }
         #expect { try resolve([], [variable: value]) } throws: { error in
@@ -174,7 +174,7 @@ import Testing
     ])
     func excludingSettingsFromOneSourceAreRefused(arguments: [String], environment: [String: String]) {
         #expect { try resolve(arguments, environment) } throws: { error in
-            Regiond.message(for: error).contains(arguments.isEmpty ? "REGIOND_" : "--")
+            ServerOptions.message(for: error).contains(arguments.isEmpty ? "REGIOND_" : "--")
         }
     }
 

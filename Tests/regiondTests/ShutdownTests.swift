@@ -12,9 +12,8 @@ import Glibc
 final class RegiondProcess {
     let process = Process()
     let port: Int
-    private let output = Pipe()
     /// What regiond wrote to standard error (its log).
-    let log = Transcript()
+    let transcript = Transcript()
     /// Set by the termination handler.
     private let exited = Locked(false)
 
@@ -29,41 +28,36 @@ final class RegiondProcess {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }
 
-    /// Starts `regiond --port 0 --log-level LEVEL` in a temporary directory and waits for its address.
-    init(logLevel: String = "error") throws {
+    /// The port of the `listening on http://HOST:PORT` log line in `text`.
+    static func port(in text: String) -> Int? {
+        text.split(separator: "\n")
+            .first { $0.contains("listening on http://") }
+            .flatMap { Int($0.split(separator: ":").last ?? "") }
+    }
+
+    /// Starts `regiond --port 0 --log-level LEVEL` (plus `arguments`) in a
+    /// temporary directory and waits for the `listening on` line on stderr.
+    init(_ arguments: [String] = [], logLevel: String = "notice", environment: [String: String]? = nil) throws {
         guard let executable = Self.executable else {
             throw Failure(description: "regiond is not built: run `swift build` first (looked next to \(Bundle.main.bundleURL.path) and in \(repositoryRoot.path)/.build/debug)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("regiond-test-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process.executableURL = executable
-        process.arguments = ["--port", "0", "--log-level", logLevel]
+        process.arguments = ["--port", "0", "--log-level", logLevel] + arguments
         process.currentDirectoryURL = directory
-        process.standardOutput = output
-        let errors = Pipe()
-        errors.fileHandleForReading.readabilityHandler = { [log] handle in
-            let data = handle.availableData
-            // At the end of the stream: stop, or the handler is called again and again.
-            if data.isEmpty { handle.readabilityHandler = nil } else { log.append(data) }
-        }
-        process.standardError = errors
+        if let environment { process.environment = environment }
+        process.standardError = transcript.pipe()
         process.terminationHandler = { [exited] _ in
             exited.withLock { $0 = true }
             exited.wakeWaiters()
         }
         try process.run()
-        var seen = ""
-        let deadline = Date().addingTimeInterval(60)
-        while !seen.contains("\n") && Date() < deadline && process.isRunning {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            seen += String(decoding: data, as: UTF8.self)
-        }
-        guard let line = seen.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }),
-            let port = Int(line.split(separator: ":").last ?? "")
-        else {
-            process.terminate()
-            throw Failure(description: "regiond printed no address: \(seen)")
+        // 60 s is the failure bound only: each log line wakes the wait.
+        guard let port = transcript.wait(until: .now + .seconds(60), for: Self.port(in:)) else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw Failure(description: "regiond printed no address: \(transcript.text)")
         }
         self.port = port
     }
@@ -84,7 +78,7 @@ final class RegiondProcess {
 
     /// Waits for a log line containing `text`; false if none came within `seconds`.
     func waitForLog(_ text: String, seconds: Int = 30) -> Bool {
-        log.wait(until: .now + .seconds(seconds)) { $0.contains(text) ? true : nil } ?? false
+        transcript.wait(until: .now + .seconds(seconds)) { $0.contains(text) ? true : nil } ?? false
     }
 
     deinit {
@@ -113,7 +107,7 @@ final class RegiondProcess {
         connection.send(Array(body[..<10]))
         regiond.signal(SIGTERM)
         // Its log says it is stopping, with the request still in flight.
-        #expect(regiond.waitForLog("stopping"), "no stopping line: \(regiond.log.text)")
+        #expect(regiond.waitForLog("stopping"), "no stopping line: \(regiond.transcript.text)")
         #expect(regiond.process.isRunning, "regiond waits for the request in flight")
         connection.send(Array(body[10...]))
         let reply = try connection.readReply()

@@ -10,7 +10,7 @@ import Testing
         let path = NSTemporaryDirectory() + "regiond-token-\(UUID().uuidString)"
         try contents.write(toFile: path, atomically: true, encoding: .utf8)
         defer { unlink(path) }
-        #expect(try Regiond.readToken(path) == token)
+        #expect(try Serve.readToken(path) == token)
     }
 
     @Test(arguments: ["", "\n", "two words", "tok\n\n"])
@@ -18,10 +18,10 @@ import Testing
         let path = NSTemporaryDirectory() + "regiond-token-\(UUID().uuidString)"
         try contents.write(toFile: path, atomically: true, encoding: .utf8)
         defer { unlink(path) }
-        #expect(throws: ValidationError.self) { try Regiond.readToken(path) }
+        #expect(throws: ValidationError.self) { try Serve.readToken(path) }
     }
 
     @Test func aMissingFileIsRefused() {
-        #expect(throws: ValidationError.self) { try Regiond.readToken("/nonexistent/regiond-token") }
+        #expect(throws: ValidationError.self) { try Serve.readToken("/nonexistent/regiond-token") }
     }
 }
