@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need when it is missing:
 # libmicrohttpd-dev through apt-get, Python tools into .build/venv.
+# With --no-python only what building and running regiond needs (`make run`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+python=yes
+case "${1:-}" in
+    "") ;;
+    --no-python) python=no ;;
+    *) echo "usage: $0 [--no-python]" >&2; exit 2 ;;
+esac
 
 if ! pkg-config --exists libmicrohttpd 2>/dev/null; then
     echo "== installing libmicrohttpd-dev"
@@ -11,6 +19,8 @@ if ! pkg-config --exists libmicrohttpd 2>/dev/null; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libmicrohttpd-dev pkg-config curl >/dev/null
 fi
+
+[ "$python" = yes ] || exit 0
 
 venv=.build/venv
 if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/requirements.txt "$venv/requirements.txt"; then
