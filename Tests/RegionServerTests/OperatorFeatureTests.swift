@@ -63,6 +63,20 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
         #expect(send(router, "GET", "/regions/0", headers: authorized).status == 404)
     }
 
+    @Test(arguments: ["bearer", "BEARER", "BeArEr", "Bearer  "])
+    func theSchemeMatchesWhateverItsCase(scheme: String) {
+        let authorized = [(name: "Authorization", value: "\(scheme) \(Self.token)")]
+        #expect(send(router, "GET", "/pool", headers: authorized).status == 200)
+    }
+
+    @Test(arguments: [
+        "Bearer \(token.uppercased())", "Bearer\(token)", "Bearer\t\(token)", "Bearer", "Bearer ", "Bearers \(token)",
+        "Bear \(token)", "Bearer \(token) ",
+    ])
+    func theTokenItselfMatchesExactly(authorization: String) {
+        #expect(send(router, "GET", "/pool", headers: [("Authorization", authorization)]).status == 401)
+    }
+
     @Test func theTokenNeverReachesTheLog() {
         let authorized = [(name: "Authorization", value: "Bearer \(Self.token)")]
         _ = send(router, "POST", "/regions", headers: authorized, body: #"{"size":1,"label":"l"}"#)
