@@ -36,7 +36,7 @@ import Testing
         #expect(missing.status == 404)
         #expect(missing.text == #"noRoute(path: "/nowhere")"#, "the application renders the refusal")
         #expect(wrongMethod.status == 405)
-        #expect(wrongMethod.header("Allow") == "GET")
+        #expect(wrongMethod.header("Allow") == "GET, HEAD")
     }
 
     @Test func aBodyOverTheLimitIs413AndNeverReachesTheRoute() throws {

@@ -100,10 +100,15 @@ final class RawClient {
     }
 
     /// Reads the next response: status line, headers, and a body of
-    /// `Content-Length` bytes (or up to the close when there is none).
-    func nextResponse() -> RawOutcome {
+    /// `Content-Length` bytes (or up to the close when there is none); the
+    /// answer to a HEAD (`toHead`) ends with its header fields.
+    func nextResponse(toHead: Bool = false) -> RawOutcome {
         while true {
             if let (head, bodyStart) = headEnd(), let parsed = parseHead(head) {
+                if toHead {
+                    buffer.removeFirst(bodyStart)
+                    return .response(RawResponse(status: parsed.status, headers: parsed.headers, body: []))
+                }
                 if let length = parsed.headers["content-length"].flatMap(Int.init) {
                     if buffer.count - bodyStart >= length {
                         let body = Array(buffer[bodyStart..<bodyStart + length])
