@@ -124,8 +124,8 @@ public enum RegionAPI {
                 guard request.header("Idempotency-Key") == nil else {
                     throw Problem.invalidRequest.error("Idempotency-Key is not taken on batches")
                 }
-                batch = try readBody { () throws(BodyError) in try BatchBody.read(request.body) }
                 try checkQuery(request, allowing: [])
+                batch = try readBody { () throws(BodyError) in try BatchBody.read(request.body) }
             } catch {
                 metrics.recordAllocationFailure(reason: error.code)
                 throw error

@@ -177,6 +177,19 @@ import Testing
         if path != "/metrics" { #expect(head.body == get.body) }
     }
 
+    /// Every route, and HEAD wherever GET is, with a path that fits it.
+    static let everyRoute = RegionRoute.allCases.flatMap { route in
+        let path = route.template.replacingOccurrences(of: "{offset}", with: "0").replacingOccurrences(of: "{ref}", with: "1")
+        return route.method == "GET" ? [(route.method, path), ("HEAD", path)] : [(route.method, path)]
+    }
+
+    @Test(arguments: everyRoute)
+    func anUnknownQueryParameterIs400NamingIt(method: String, path: String) {
+        // No body: the query is checked before it.
+        let problem = expectProblem(api.send(method, path, query: ["lable": "x"]), 400, "invalid_request")
+        #expect(problem?.detail == #"unknown query parameter "lable""#)
+    }
+
     // MARK: - A full pool
 
     @Test func fillingThePoolWith1MiBRegionsEndsIn409WithLargestFreeZero() throws {
