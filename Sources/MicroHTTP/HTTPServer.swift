@@ -29,9 +29,11 @@ public final class HTTPServer: @unchecked Sendable {
         public var endpoint: Endpoint
         /// libmicrohttpd polling threads.
         public var threads: Int
-        /// Connections served at once; more wait in the backlog.
+        /// Connections served at once; more are closed at once, unread, and
+        /// reported as ``ConnectionRefusal/total``.
         public var maxConnections: Int
-        /// Connections from one IP address at once; 0 means no limit.
+        /// Connections from one IP address at once; 0 means no limit. More
+        /// are closed at once, unread, and reported as ``ConnectionRefusal/perIP``.
         public var maxConnectionsPerIP: Int
         /// Seconds of inactivity after which a connection is closed (never 0).
         public var connectionTimeout: Int
@@ -65,6 +67,11 @@ public final class HTTPServer: @unchecked Sendable {
     private let handler: @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
     /// Renders what the server refuses by itself (the request as far as it was read).
     private let refuse: @Sendable (Refusal, Request) -> Response
+    /// Told of every connection refused at a limit, on the polling thread.
+    private let connectionRefused: @Sendable (ConnectionRefusal) -> Void
+    /// The connections open now, counted here rather than by libmicrohttpd,
+    /// whose own limits refuse without telling anyone.
+    private let limits: Mutex<ConnectionLimits>
     private let logger: Logger
     private var daemon: OpaquePointer?
     private var listenSocket: ListenSocket?
@@ -82,11 +89,15 @@ public final class HTTPServer: @unchecked Sendable {
         configuration: Configuration,
         logger: Logger,
         refuse: @escaping @Sendable (Refusal, Request) -> Response = { refusal, _ in Refusal.bare(refusal) },
+        connectionRefused: @escaping @Sendable (ConnectionRefusal) -> Void = { _ in },
         handler: @escaping @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
     ) {
         self.configuration = configuration
         self.logger = logger
         self.refuse = refuse
+        self.connectionRefused = connectionRefused
+        limits = Mutex(
+            ConnectionLimits(maxTotal: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP))
         self.handler = handler
     }
 
@@ -99,7 +110,14 @@ public final class HTTPServer: @unchecked Sendable {
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listenSocket.descriptor), ptr_value: nil),
             MHD_OptionItem(option: .THREAD_POOL_SIZE, value: configuration.threads, ptr_value: nil),
-            MHD_OptionItem(option: .CONNECTION_LIMIT, value: configuration.maxConnections, ptr_value: nil),
+            // The limits are kept by the accept policy below, which can report
+            // what it refuses. libmicrohttpd's own limit, a little above, only
+            // bounds the races between polling threads (it would leave
+            // connections in the backlog unseen).
+            MHD_OptionItem(
+                option: .CONNECTION_LIMIT, value: configuration.maxConnections + configuration.threads, ptr_value: nil),
+            MHD_OptionItem(
+                option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: context),
             // Always set: libmicrohttpd 0.9.75's epoll mode can otherwise pin a
             // connection a client cut off half-way until shutdown.
             MHD_OptionItem(
@@ -112,14 +130,8 @@ public final class HTTPServer: @unchecked Sendable {
             // exchange keeps it, so a `%00` cannot cut the path short.
             MHD_OptionItem(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: context),
         ]
-        if configuration.maxConnectionsPerIP > 0 {
-            options.append(
-                MHD_OptionItem(
-                    option: .PER_IP_CONNECTION_LIMIT, value: configuration.maxConnectionsPerIP,
-                    ptr_value: nil))
-        }
         options.append(MHD_OptionItem(option: .END, value: 0, ptr_value: nil))
-        daemon = regiond_start_daemon(flags, accessCallback, context, options)
+        daemon = regiond_start_daemon(flags, acceptCallback, context, accessCallback, context, options)
         guard daemon != nil else {
             close(listenSocket.descriptor)
             throw StartError(description: "libmicrohttpd could not start on \(listenSocket.address)")
@@ -357,6 +369,37 @@ public final class HTTPServer: @unchecked Sendable {
         inFlight.subtract(1, ordering: .releasing)
     }
 
+    // MARK: - Connections
+
+    /// A new connection from `address`: admitted and counted, or refused
+    /// (libmicrohttpd then closes it unread) and reported.
+    fileprivate func accept(from address: UnsafePointer<sockaddr>?) -> MHD_Result {
+        let key = Self.addressKey(address)
+        guard let refusal = limits.withLock({ $0.open(from: key) }) else { return .YES }
+        connectionRefused(refusal)
+        return .NO
+    }
+
+    /// An admitted connection has ended. (One admitted but never started,
+    /// when libmicrohttpd runs out of memory in between, stays counted.)
+    fileprivate func connectionClosed(_ connection: OpaquePointer) {
+        let key = Self.addressKey(regiond_client_address(connection))
+        limits.withLock { $0.close(from: key) }
+    }
+
+    /// The IPv4 or IPv6 address as bytes; nil for other families (a Unix socket).
+    private static func addressKey(_ address: UnsafePointer<sockaddr>?) -> [UInt8]? {
+        guard let address else { return nil }
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin_addr, Array.init) }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr, Array.init) }
+        default:
+            return nil
+        }
+    }
+
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
         let created = response.body.withUnsafeBytes { bytes in
             MHD_create_response_from_buffer(
@@ -434,6 +477,16 @@ private let accessCallback: MHD_AccessHandlerCallback = {
     guard let context, let connection, let url, let method, let uploadSize, let slot else { return .NO }
     let server = Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue()
     return server.access(connection, url: url, method: method, upload: upload, uploadSize: uploadSize, slot: slot)
+}
+
+private let acceptCallback: MHD_AcceptPolicyCallback = { context, address, _ in
+    guard let context else { return .NO }
+    return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().accept(from: address)
+}
+
+private let connectionCallback: MHD_NotifyConnectionCallback = { context, connection, _, event in
+    guard let context, let connection, event == .CONNECTION_NOTIFY_CLOSED else { return }
+    Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().connectionClosed(connection)
 }
 
 private let completedCallback: MHD_RequestCompletedCallback = { context, _, slot, _ in

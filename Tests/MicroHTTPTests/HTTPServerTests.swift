@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import MicroHTTP
+import Synchronization
 import Testing
 
 @testable import TestSupport
@@ -37,6 +38,45 @@ import Testing
         #expect(missing.text == #"noRoute(path: "/nowhere")"#, "the application renders the refusal")
         #expect(wrongMethod.status == 405)
         #expect(wrongMethod.header("Allow") == "GET, HEAD")
+    }
+
+    /// A connection over a limit is closed unread and reported, before the
+    /// close reaches the client; one under the limits is served again once
+    /// a held connection has closed.
+    @Test(arguments: [(ConnectionRefusal.perIP, 1000, 2), (.total, 2, 0)])
+    func aConnectionOverALimitIsClosedAndReported(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
+        let reported = Mutex<[ConnectionRefusal]>([])
+        let router = ToyRoutes().router
+        let server = HTTPServer(
+            configuration: .init(
+                endpoint: .tcp(host: "127.0.0.1", port: 0), maxConnections: maxConnections, maxConnectionsPerIP: perIP,
+                connectionTimeout: 5),
+            logger: quietLogger, connectionRefused: { reason in reported.withLock { $0.append(reason) } }
+        ) { request, respond in router.handle(request, respond: respond) }
+        try server.start()
+        defer { server.shutdown() }
+        let port = try #require(Int(server.address.split(separator: ":").last ?? ""))
+        let held = try (0..<2).map { _ in try RawClient(port: port) }
+        for client in held {
+            client.send(RawClient.request("GET", "/ping"))
+            #expect(client.nextResponse().status == 200)
+        }
+        let third = try RawClient(port: port)
+        third.send(RawClient.request("GET", "/ping"))
+        #expect(third.nextResponse().closedWithoutData)
+        #expect(reported.withLock { $0 } == [reason])
+        // The server sees the held connections close a little after the
+        // client does: the deadline only bounds a failure.
+        held.forEach { $0.close() }
+        let deadline = ContinuousClock.now + .seconds(5)
+        var served = false
+        while !served && ContinuousClock.now < deadline {
+            let client = try RawClient(port: port)
+            client.send(RawClient.request("GET", "/ping"))
+            served = client.nextResponse().status == 200
+            client.close()
+        }
+        #expect(served, "the closed connections were never uncounted")
     }
 
     @Test func aBodyOverTheLimitIs413AndNeverReachesTheRoute() throws {

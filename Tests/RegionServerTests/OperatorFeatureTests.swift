@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MemoryPool
 import MicroHTTP
 @testable import RegionServer
 import RegionState
@@ -158,6 +159,9 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
             regiond_pool_unusable_index{class="6"} 1.0
             # TYPE regiond_lease_expirations_total counter
             regiond_lease_expirations_total 0
+            # TYPE regiond_connections_refused_total counter
+            regiond_connections_refused_total{reason="per_ip"} 0
+            regiond_connections_refused_total{reason="total"} 0
             # TYPE regiond_http_requests_total counter
             regiond_http_requests_total{route="/regions",method="POST",status="201"} 2
             regiond_http_requests_total{route="/regions",method="POST",status="400"} 1
@@ -206,5 +210,52 @@ enum ProblemField: Decodable, Equatable {
         } else {
             self = .other
         }
+    }
+}
+
+/// Connections refused at the per-IP or total limit: counted by reason and
+/// logged, a flood in a few lines.
+@Suite struct ConnectionRefusalTests {
+    @Test(arguments: [(ConnectionRefusal.perIP, 1000, 2), (.total, 2, 0)])
+    func aRefusedConnectionIsCountedAndLogged(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
+        let log = LogCapture()
+        let server = HTTPServer.Configuration(
+            endpoint: .tcp(host: "127.0.0.1", port: 0), maxConnections: maxConnections, maxConnectionsPerIP: perIP)
+        let daemon = try RegionDaemon(configuration: .init(server: server, stateDirectory: nil), logger: log.logger)
+        try daemon.listen()
+        try daemon.load()
+        defer { daemon.stop() }
+        let port = try #require(Int(daemon.address.split(separator: ":").last ?? ""))
+        let held = try (0..<2).map { _ in try RawClient(port: port) }
+        defer { held.forEach { $0.close() } }
+        for client in held {
+            client.send(RawClient.request("GET", "/livez"))
+            #expect(client.nextResponse().status == 200)
+        }
+        // The refusal is counted and logged before the server closes the
+        // connection, so the close is the event to wait for.
+        for _ in 0..<3 {
+            let refused = try RawClient(port: port)
+            refused.send(RawClient.request("GET", "/livez"))
+            #expect(refused.nextResponse().closedWithoutData)
+        }
+        let exposition = String(decoding: daemon.metrics.exposition((PoolAllocator(), 0)), as: UTF8.self)
+        let other = reason == .perIP ? ConnectionRefusal.total : .perIP
+        #expect(exposition.contains(#"regiond_connections_refused_total{reason="\#(reason.rawValue)"} 3"#), "\(exposition)")
+        #expect(exposition.contains(#"regiond_connections_refused_total{reason="\#(other.rawValue)"} 0"#))
+        let lines = log.messages.filter { $0.level == .warning && $0.text.contains("connections refused at the limit") }
+        #expect(lines.count == 1, "one line for three refusals within the interval")
+        #expect(lines.first?.text.contains(#""\#(reason == .perIP ? "perIP" : "total")": 1"#) == true, "\(lines)")
+    }
+
+    @Test func aFloodIsLoggedAsTheFirstThenACountPerInterval() {
+        var log = ConnectionRefusalLog(interval: .seconds(10))
+        let start = ContinuousClock.now
+        #expect(log.refused(.perIP, at: start) == [.perIP: 1])
+        for second in 1...9 { #expect(log.refused(.perIP, at: start + .seconds(second)) == nil) }
+        #expect(log.refused(.total, at: start + .milliseconds(9_500)) == nil)
+        #expect(log.refused(.perIP, at: start + .seconds(10)) == [.perIP: 10, .total: 1])
+        #expect(log.refused(.total, at: start + .seconds(15)) == nil)
+        #expect(log.refused(.total, at: start + .seconds(60)) == [.total: 2])
     }
 }
