@@ -25,4 +25,11 @@ static inline const struct sockaddr *regiond_client_address(struct MHD_Connectio
     return info == NULL ? NULL : info->client_addr;
 }
 
+/// The same, for the socket context the connection notification set.
+static inline void *regiond_socket_context(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info == NULL ? NULL : info->socket_context;
+}
+
 #endif

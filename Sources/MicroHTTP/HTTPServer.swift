@@ -14,7 +14,8 @@ internal import Synchronization
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `daemon`, `listenSocket` and `address` are set in start()
     // and read afterwards from the thread that calls shutdown(); callbacks
-    // only read `handler`, `configuration` and the atomic counter.
+    // only read `handler`, `configuration`, the atomic counter and the
+    // `limits` mutex.
 
     /// How and where the server listens.
     public struct Configuration: Sendable {
@@ -29,12 +30,16 @@ public final class HTTPServer: @unchecked Sendable {
         public var endpoint: Endpoint
         /// libmicrohttpd polling threads.
         public var threads: Int
-        /// Connections served at once; more are closed at once, unread, and
-        /// reported as ``ConnectionRefusal/total``.
+        /// Connections served at once. More are reported as
+        /// ``ConnectionRefusal/total`` and their first request is refused
+        /// (``Refusal/connectionLimit(_:)``), or, past ``refusedConnections``
+        /// of them, they are closed unread.
         public var maxConnections: Int
         /// Connections from one IP address at once; 0 means no limit. More
-        /// are closed at once, unread, and reported as ``ConnectionRefusal/perIP``.
+        /// are refused like those over ``maxConnections``, as ``ConnectionRefusal/perIP``.
         public var maxConnectionsPerIP: Int
+        /// Connections over a limit kept open at once to refuse their request.
+        public static let refusedConnections = 16
         /// Seconds of inactivity after which a connection is closed (never 0).
         public var connectionTimeout: Int
         /// Largest request body read; larger ones get 413 unread.
@@ -97,7 +102,9 @@ public final class HTTPServer: @unchecked Sendable {
         self.refuse = refuse
         self.connectionRefused = connectionRefused
         limits = Mutex(
-            ConnectionLimits(maxTotal: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP))
+            ConnectionLimits(
+                maxTotal: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP,
+                maxRefused: Configuration.refusedConnections))
         self.handler = handler
     }
 
@@ -110,12 +117,14 @@ public final class HTTPServer: @unchecked Sendable {
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listenSocket.descriptor), ptr_value: nil),
             MHD_OptionItem(option: .THREAD_POOL_SIZE, value: configuration.threads, ptr_value: nil),
-            // The limits are kept by the accept policy below, which can report
-            // what it refuses. libmicrohttpd's own limit, a little above, only
-            // bounds the races between polling threads (it would leave
-            // connections in the backlog unseen).
+            // The limits are kept here (see `accept` and `connectionEvent`),
+            // which can answer and report what they refuse. libmicrohttpd's
+            // own limit, above them, only bounds races between polling
+            // threads (it would leave connections in the backlog, unseen).
             MHD_OptionItem(
-                option: .CONNECTION_LIMIT, value: configuration.maxConnections + configuration.threads, ptr_value: nil),
+                option: .CONNECTION_LIMIT,
+                value: configuration.maxConnections + Configuration.refusedConnections + configuration.threads,
+                ptr_value: nil),
             MHD_OptionItem(
                 option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: context),
             // Always set: libmicrohttpd 0.9.75's epoll mode can otherwise pin a
@@ -295,6 +304,10 @@ public final class HTTPServer: @unchecked Sendable {
             exchange.method = String(cString: method)
             let fields = HeaderFields.read(connection)
             exchange.headers = fields.headers
+            if let over = Self.overLimit(regiond_socket_context(connection)) {
+                exchange.withPhase { $0 = .done }
+                return queue(refuse(.connectionLimit(over), exchange.request), on: connection)
+            }
             switch fields.framing {
             case .invalid(let detail):
                 exchange.withPhase { $0 = .done }
@@ -371,20 +384,36 @@ public final class HTTPServer: @unchecked Sendable {
 
     // MARK: - Connections
 
-    /// A new connection from `address`: admitted and counted, or refused
-    /// (libmicrohttpd then closes it unread) and reported.
+    /// A new connection from `address`, before libmicrohttpd makes it one:
+    /// over a limit with no room to answer it, it is closed unread (.NO).
     fileprivate func accept(from address: UnsafePointer<sockaddr>?) -> MHD_Result {
         let key = Self.addressKey(address)
-        guard let refusal = limits.withLock({ $0.open(from: key) }) else { return .YES }
-        connectionRefused(refusal)
+        guard let over = limits.withLock({ $0.drop(from: key) }) else { return .YES }
+        connectionRefused(over)
         return .NO
     }
 
-    /// An admitted connection has ended. (One admitted but never started,
-    /// when libmicrohttpd runs out of memory in between, stays counted.)
-    fileprivate func connectionClosed(_ connection: OpaquePointer) {
+    /// A connection started or closed: counted, or uncounted. One over a
+    /// limit is tagged in its socket context, so its first request is refused.
+    fileprivate func connectionEvent(
+        _ connection: OpaquePointer, context: UnsafeMutablePointer<UnsafeMutableRawPointer?>, closed: Bool
+    ) {
         let key = Self.addressKey(regiond_client_address(connection))
-        limits.withLock { $0.close(from: key) }
+        if closed {
+            let wasRefused = Self.overLimit(context.pointee) != nil
+            limits.withLock { $0.close(from: key, refused: wasRefused) }
+        } else if let over = limits.withLock({ $0.open(from: key) }) {
+            // Not a pointer: a tag naming the limit, never dereferenced.
+            context.pointee = UnsafeMutableRawPointer(bitPattern: 1 + ConnectionRefusal.allCases.firstIndex(of: over)!)
+            connectionRefused(over)
+        }
+    }
+
+    /// The limit a socket context's tag names, if it has one.
+    private static func overLimit(_ tag: UnsafeMutableRawPointer?) -> ConnectionRefusal? {
+        guard let tag else { return nil }
+        let index = Int(bitPattern: tag) - 1
+        return ConnectionRefusal.allCases.indices.contains(index) ? ConnectionRefusal.allCases[index] : nil
     }
 
     /// The IPv4 or IPv6 address as bytes; nil for other families (a Unix socket).
@@ -484,9 +513,10 @@ private let acceptCallback: MHD_AcceptPolicyCallback = { context, address, _ in
     return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().accept(from: address)
 }
 
-private let connectionCallback: MHD_NotifyConnectionCallback = { context, connection, _, event in
-    guard let context, let connection, event == .CONNECTION_NOTIFY_CLOSED else { return }
-    Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().connectionClosed(connection)
+private let connectionCallback: MHD_NotifyConnectionCallback = { context, connection, socketContext, event in
+    guard let context, let connection, let socketContext else { return }
+    Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().connectionEvent(
+        connection, context: socketContext, closed: event == .CONNECTION_NOTIFY_CLOSED)
 }
 
 private let completedCallback: MHD_RequestCompletedCallback = { context, _, slot, _ in

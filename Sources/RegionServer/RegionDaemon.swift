@@ -94,6 +94,8 @@ public final class RegionDaemon: @unchecked Sendable {
             configuration: configuration.server, logger: logger,
             refuse: { refusal, request in
                 let response = Problem.error(for: refusal).response
+                // Counted and logged (sparingly) as a refused connection instead.
+                if case .connectionLimit = refusal { return response }
                 RegionAPI.observe(
                     request, route: router.template(matching: request.path) ?? "unmatched", response, duration: .zero,
                     metrics: metrics, logger: logger)

@@ -40,18 +40,23 @@ import Testing
         #expect(wrongMethod.header("Allow") == "GET, HEAD")
     }
 
-    /// A connection over a limit is closed unread and reported, before the
-    /// close reaches the client; one under the limits is served again once
-    /// a held connection has closed.
+    /// A connection over a limit is reported when it starts and its request
+    /// refused (503, then closed); past the ones kept open for that, the
+    /// next is closed unread. The held connections, once closed, are uncounted.
     @Test(arguments: [(ConnectionRefusal.perIP, 1000, 2), (.total, 2, 0)])
-    func aConnectionOverALimitIsClosedAndReported(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
+    func aConnectionOverALimitIsRefusedAndReported(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
+        let reports = DispatchSemaphore(value: 0)
         let reported = Mutex<[ConnectionRefusal]>([])
         let router = ToyRoutes().router
         let server = HTTPServer(
             configuration: .init(
                 endpoint: .tcp(host: "127.0.0.1", port: 0), maxConnections: maxConnections, maxConnectionsPerIP: perIP,
                 connectionTimeout: 5),
-            logger: quietLogger, connectionRefused: { reason in reported.withLock { $0.append(reason) } }
+            logger: quietLogger, refuse: { refusal, _ in render(refusal) },
+            connectionRefused: { reason in
+                reported.withLock { $0.append(reason) }
+                reports.signal()
+            }
         ) { request, respond in router.handle(request, respond: respond) }
         try server.start()
         defer { server.shutdown() }
@@ -63,8 +68,23 @@ import Testing
         }
         let third = try RawClient(port: port)
         third.send(RawClient.request("GET", "/ping"))
-        #expect(third.nextResponse().closedWithoutData)
-        #expect(reported.withLock { $0 } == [reason])
+        guard case .response(let refused) = third.nextResponse() else { Issue.record("no 503"); return }
+        #expect(refused.status == 503)
+        #expect(refused.text == "connectionLimit(MicroHTTP.ConnectionRefusal.\(reason))")
+        #expect(third.waitForClose())
+        #expect(reports.wait(timeout: .now() + 5) == .success)
+        // Fill the room kept for refusals with silent connections, each
+        // counted (reported) before the next; the one after is dropped unread.
+        let silent = try (0..<HTTPServer.Configuration.refusedConnections).map { _ in
+            let client = try RawClient(port: port)
+            #expect(reports.wait(timeout: .now() + 5) == .success)
+            return client
+        }
+        let dropped = try RawClient(port: port)
+        dropped.send(RawClient.request("GET", "/ping"))
+        #expect(dropped.nextResponse().closedWithoutData)
+        #expect(reported.withLock { $0 } == Array(repeating: reason, count: HTTPServer.Configuration.refusedConnections + 2))
+        silent.forEach { $0.close() }
         // The server sees the held connections close a little after the
         // client does: the deadline only bounds a failure.
         held.forEach { $0.close() }

@@ -213,8 +213,9 @@ enum ProblemField: Decodable, Equatable {
     }
 }
 
-/// Connections refused at the per-IP or total limit: counted by reason and
-/// logged, a flood in a few lines.
+/// Connections refused at the per-IP or total limit: answered 503
+/// `too_many_connections` with `Retry-After`, counted by reason (not as
+/// requests) and logged, a flood in a few lines.
 @Suite struct ConnectionRefusalTests {
     @Test(arguments: [(ConnectionRefusal.perIP, 1000, 2), (.total, 2, 0)])
     func aRefusedConnectionIsCountedAndLogged(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
@@ -232,17 +233,22 @@ enum ProblemField: Decodable, Equatable {
             client.send(RawClient.request("GET", "/livez"))
             #expect(client.nextResponse().status == 200)
         }
-        // The refusal is counted and logged before the server closes the
-        // connection, so the close is the event to wait for.
+        // The refusal is counted and logged before the server answers, so
+        // the answer is the event to wait for.
         for _ in 0..<3 {
             let refused = try RawClient(port: port)
             refused.send(RawClient.request("GET", "/livez"))
-            #expect(refused.nextResponse().closedWithoutData)
+            guard case .response(let answer) = refused.nextResponse() else { Issue.record("no 503"); return }
+            _ = expectProblem(answer, 503, "too_many_connections")
+            #expect(answer.header("Retry-After") == "1")
+            #expect(refused.waitForClose())
         }
         let exposition = String(decoding: daemon.metrics.exposition((PoolAllocator(), 0)), as: UTF8.self)
         let other = reason == .perIP ? ConnectionRefusal.total : .perIP
         #expect(exposition.contains(#"regiond_connections_refused_total{reason="\#(reason.rawValue)"} 3"#), "\(exposition)")
         #expect(exposition.contains(#"regiond_connections_refused_total{reason="\#(other.rawValue)"} 0"#))
+        #expect(!exposition.contains(#"status="503""#), "counted as connections, not requests")
+        #expect(!log.messages.contains { $0.text.contains("request failed") })
         let lines = log.messages.filter { $0.level == .warning && $0.text.contains("connections refused at the limit") }
         #expect(lines.count == 1, "one line for three refusals within the interval")
         #expect(lines.first?.text.contains(#""\#(reason == .perIP ? "perIP" : "total")": 1"#) == true, "\(lines)")
