@@ -85,7 +85,7 @@ struct LogSinkTests {
     @Test func closeWritesEverythingAndEndsTheWriterThread() throws {
         let pipe = try LogPipe()
         var sink: LogSink? = LogSink(descriptor: pipe.writeEnd, interval: .seconds(3600))
-        weak var watched = sink
+        weak let watched = sink
         func log(_ message: Logger.Message) { Self.logger(sink!).info(message) }
         for _ in 0..<10 { log("held") }
         #expect(pipe.linesNow().isEmpty, "info lines did not wait for their batch")

@@ -53,7 +53,7 @@ import Testing
             Issue.record("no answer: \(outcome)")
             return
         }
-        expectProblem(response, 400, "invalid_offset")
+        _ = expectProblem(response, 400, "invalid_offset")
         #expect(try fixture.state() == before)
     }
 
