@@ -14,8 +14,8 @@ internal import Synchronization
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `daemon`, `listenSocket` and `address` are set in start()
     // and read afterwards from the thread that calls shutdown(); callbacks
-    // only read `handler`, `configuration`, the atomic counter and the
-    // `limits` mutex.
+    // only read `handler`, `configuration` and the atomic counter, and
+    // touch `limits` only while holding `limitsLock`.
 
     /// How and where the server listens.
     public struct Configuration: Sendable {
@@ -76,7 +76,10 @@ public final class HTTPServer: @unchecked Sendable {
     private let connectionRefused: @Sendable (ConnectionRefusal) -> Void
     /// The connections open now, counted here rather than by libmicrohttpd,
     /// whose own limits refuse without telling anyone.
-    private let limits: Mutex<ConnectionLimits>
+    private var limits: ConnectionLimits
+    /// An NSLock, not a Mutex: ThreadSanitizer sees a pthread mutex (see
+    /// RegionState's `Locked`), and the polling threads share `limits`.
+    private let limitsLock = NSLock()
     private let logger: Logger
     private var daemon: OpaquePointer?
     private var listenSocket: ListenSocket?
@@ -101,10 +104,9 @@ public final class HTTPServer: @unchecked Sendable {
         self.logger = logger
         self.refuse = refuse
         self.connectionRefused = connectionRefused
-        limits = Mutex(
-            ConnectionLimits(
-                maxTotal: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP,
-                maxRefused: Configuration.refusedConnections))
+        limits = ConnectionLimits(
+            maxTotal: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP,
+            maxRefused: Configuration.refusedConnections)
         self.handler = handler
     }
 
@@ -388,7 +390,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// over a limit with no room to answer it, it is closed unread (.NO).
     fileprivate func accept(from address: UnsafePointer<sockaddr>?) -> MHD_Result {
         let key = Self.addressKey(address)
-        guard let over = limits.withLock({ $0.drop(from: key) }) else { return .YES }
+        guard let over = limitsLock.withLock({ limits.drop(from: key) }) else { return .YES }
         connectionRefused(over)
         return .NO
     }
@@ -401,8 +403,8 @@ public final class HTTPServer: @unchecked Sendable {
         let key = Self.addressKey(regiond_client_address(connection))
         if closed {
             let wasRefused = Self.overLimit(context.pointee) != nil
-            limits.withLock { $0.close(from: key, refused: wasRefused) }
-        } else if let over = limits.withLock({ $0.open(from: key) }) {
+            limitsLock.withLock { limits.close(from: key, refused: wasRefused) }
+        } else if let over = limitsLock.withLock({ limits.open(from: key) }) {
             // Not a pointer: a tag naming the limit, never dereferenced.
             context.pointee = UnsafeMutableRawPointer(bitPattern: 1 + ConnectionRefusal.allCases.firstIndex(of: over)!)
             connectionRefused(over)
