@@ -1,7 +1,9 @@
 .PHONY: run test bench bench-http
 
-# Builds and starts regiond on http://127.0.0.1:8080, state in ./regiond-state.
+# Builds and starts regiond on http://127.0.0.1:8080, state in ./regiond-state;
+# installs libmicrohttpd-dev when missing.
 run:
+	scripts/install-deps.sh --no-python
 	swift run -c release regiond
 
 # Runs every test; installs libmicrohttpd-dev and the Python tools when missing.

@@ -14,7 +14,8 @@ public import Logging
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `daemon`, `listenSocket` and `address` are set in start()
     // and read afterwards from the thread that calls shutdown(); callbacks
-    // only read `handler`, `configuration` and `requests` (behind its lock).
+    // only read `handler`, `configuration`, `requests` and `limits` (each
+    // behind its lock).
 
     /// How and where the server listens.
     public struct Configuration: Sendable {
@@ -29,10 +30,16 @@ public final class HTTPServer: @unchecked Sendable {
         public var endpoint: Endpoint
         /// libmicrohttpd polling threads.
         public var threads: Int
-        /// Connections served at once; more wait in the backlog.
+        /// Connections served at once. More are reported as
+        /// ``ConnectionRefusal/total`` and their first request is refused
+        /// (``Refusal/connectionLimit(_:)``), or, past ``refusedConnections``
+        /// of them, they are closed unread.
         public var maxConnections: Int
-        /// Connections from one IP address at once; 0 means no limit.
+        /// Connections from one IP address at once; 0 means no limit. More
+        /// are refused like those over ``maxConnections``, as ``ConnectionRefusal/perIP``.
         public var maxConnectionsPerIP: Int
+        /// Connections over a limit kept open at once to refuse their request.
+        public static let refusedConnections = 16
         /// Seconds of inactivity after which a connection is closed (never 0).
         public var connectionTimeout: Int
         /// Largest request body read; larger ones get 413 unread.
@@ -65,6 +72,11 @@ public final class HTTPServer: @unchecked Sendable {
     private let handler: @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
     /// Renders what the server refuses by itself (the request as far as it was read).
     private let refuse: @Sendable (Refusal, Request) -> Response
+    /// Told of every connection refused at a limit, on the polling thread.
+    private let connectionRefused: @Sendable (ConnectionRefusal) -> Void
+    /// The connections open now, counted here rather than by libmicrohttpd,
+    /// whose own limits refuse without telling anyone; the polling threads share it.
+    private let limits: Locked<ConnectionLimits>
     private let logger: Logger
     private var daemon: OpaquePointer?
     private var listenSocket: ListenSocket?
@@ -108,11 +120,17 @@ public final class HTTPServer: @unchecked Sendable {
         configuration: Configuration,
         logger: Logger,
         refuse: @escaping @Sendable (Refusal, Request) -> Response = { refusal, _ in Refusal.bare(refusal) },
+        connectionRefused: @escaping @Sendable (ConnectionRefusal) -> Void = { _ in },
         handler: @escaping @Sendable (Request, @escaping @Sendable (Response) -> Void) -> Void
     ) {
         self.configuration = configuration
         self.logger = logger
         self.refuse = refuse
+        self.connectionRefused = connectionRefused
+        limits = Locked(
+            ConnectionLimits(
+                maxTotal: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP,
+                maxRefused: Configuration.refusedConnections))
         self.handler = handler
     }
 
@@ -125,7 +143,16 @@ public final class HTTPServer: @unchecked Sendable {
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listenSocket.descriptor), ptr_value: nil),
             MHD_OptionItem(option: .THREAD_POOL_SIZE, value: configuration.threads, ptr_value: nil),
-            MHD_OptionItem(option: .CONNECTION_LIMIT, value: configuration.maxConnections, ptr_value: nil),
+            // The limits are kept here (see `accept` and `connectionEvent`),
+            // which can answer and report what they refuse. libmicrohttpd's
+            // own limit, above them, only bounds races between polling
+            // threads (it would leave connections in the backlog, unseen).
+            MHD_OptionItem(
+                option: .CONNECTION_LIMIT,
+                value: configuration.maxConnections + Configuration.refusedConnections + configuration.threads,
+                ptr_value: nil),
+            MHD_OptionItem(
+                option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: context),
             // Always set: libmicrohttpd 0.9.75's epoll mode can otherwise pin a
             // connection a client cut off half-way until shutdown.
             MHD_OptionItem(
@@ -137,17 +164,9 @@ public final class HTTPServer: @unchecked Sendable {
             // Called first for every request, with the target as sent: the
             // exchange keeps it, so a `%00` cannot cut the path short.
             MHD_OptionItem(option: .URI_LOG_CALLBACK, value: unsafeBitCast(uriCallback, to: Int.self), ptr_value: context),
-            MHD_OptionItem(
-                option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionCallback, to: Int.self), ptr_value: context),
         ]
-        if configuration.maxConnectionsPerIP > 0 {
-            options.append(
-                MHD_OptionItem(
-                    option: .PER_IP_CONNECTION_LIMIT, value: configuration.maxConnectionsPerIP,
-                    ptr_value: nil))
-        }
         options.append(MHD_OptionItem(option: .END, value: 0, ptr_value: nil))
-        daemon = regiond_start_daemon(flags, accessCallback, context, options)
+        daemon = regiond_start_daemon(flags, acceptCallback, context, accessCallback, context, options)
         guard daemon != nil else {
             close(listenSocket.descriptor)
             throw StartError(description: "libmicrohttpd could not start on \(listenSocket.address)")
@@ -310,6 +329,10 @@ public final class HTTPServer: @unchecked Sendable {
             exchange.method = String(cString: method)
             let fields = HeaderFields.read(connection)
             exchange.headers = fields.headers
+            if let over = Self.overLimit(regiond_socket_context(connection)) {
+                exchange.withPhase { $0 = .done }
+                return queue(refuse(.connectionLimit(over), exchange.request), on: connection)
+            }
             switch fields.framing {
             case .invalid(let detail):
                 exchange.withPhase { $0 = .done }
@@ -399,6 +422,56 @@ public final class HTTPServer: @unchecked Sendable {
         requests.wakeWaiters()
     }
 
+    // MARK: - Connections
+
+    /// A new connection from `address`, before libmicrohttpd makes it one:
+    /// over a limit with no room to answer it, it is closed unread (.NO).
+    fileprivate func accept(from address: UnsafePointer<sockaddr>?) -> MHD_Result {
+        let key = Self.addressKey(address)
+        guard let over = limits.withLock({ $0.drop(from: key) }) else { return .YES }
+        connectionRefused(over)
+        return .NO
+    }
+
+    /// A connection started or closed: counted, or uncounted. One over a
+    /// limit is tagged in its socket context, so its first request is refused.
+    fileprivate func connectionEvent(
+        _ connection: OpaquePointer, context: UnsafeMutablePointer<UnsafeMutableRawPointer?>, closed: Bool
+    ) {
+        let key = Self.addressKey(regiond_client_address(connection))
+        // The activity last: whoever waits for the server to be idle then
+        // finds the limits counting no more connections either.
+        defer { self.connection(opened: !closed) }
+        if closed {
+            let wasRefused = Self.overLimit(context.pointee) != nil
+            limits.withLock { $0.close(from: key, refused: wasRefused) }
+        } else if let over = limits.withLock({ $0.open(from: key) }) {
+            // Not a pointer: a tag naming the limit, never dereferenced.
+            context.pointee = UnsafeMutableRawPointer(bitPattern: 1 + ConnectionRefusal.allCases.firstIndex(of: over)!)
+            connectionRefused(over)
+        }
+    }
+
+    /// The limit a socket context's tag names, if it has one.
+    private static func overLimit(_ tag: UnsafeMutableRawPointer?) -> ConnectionRefusal? {
+        guard let tag else { return nil }
+        let index = Int(bitPattern: tag) - 1
+        return ConnectionRefusal.allCases.indices.contains(index) ? ConnectionRefusal.allCases[index] : nil
+    }
+
+    /// The IPv4 or IPv6 address as bytes; nil for other families (a Unix socket).
+    private static func addressKey(_ address: UnsafePointer<sockaddr>?) -> [UInt8]? {
+        guard let address else { return nil }
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin_addr, Array.init) }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr, Array.init) }
+        default:
+            return nil
+        }
+    }
+
     private func queue(_ response: Response, on connection: OpaquePointer) -> MHD_Result {
         let created = response.body.withUnsafeBytes { bytes in
             MHD_create_response_from_buffer(
@@ -478,6 +551,17 @@ private let accessCallback: MHD_AccessHandlerCallback = {
     return server.access(connection, url: url, method: method, upload: upload, uploadSize: uploadSize, slot: slot)
 }
 
+private let acceptCallback: MHD_AcceptPolicyCallback = { context, address, _ in
+    guard let context else { return .NO }
+    return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().accept(from: address)
+}
+
+private let connectionCallback: MHD_NotifyConnectionCallback = { context, connection, socketContext, event in
+    guard let context, let connection, let socketContext else { return }
+    Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().connectionEvent(
+        connection, context: socketContext, closed: event == .CONNECTION_NOTIFY_CLOSED)
+}
+
 private let completedCallback: MHD_RequestCompletedCallback = { context, _, slot, _ in
     guard let context, let slot else { return }
     Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().completed(slot)
@@ -488,18 +572,6 @@ private let uriCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer
     guard let context else { return nil }
     let target = uri.map { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) } ?? []
     return Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().begin(target: target)
-}
-
-private let connectionCallback: MHD_NotifyConnectionCallback = { context, _, _, code in
-    guard let context else { return }
-    let server = Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue()
-    // MHD_CONNECTION_NOTIFY_STARTED and _CLOSED, by value: Swift imports the
-    // enum (not marked closed) without its enumerators' names.
-    switch code.rawValue {
-    case 0: server.connection(opened: true)
-    case 1: server.connection(opened: false)
-    default: break
-    }
 }
 
 private let collectHeader: MHD_KeyValueIteratorN = { context, _, key, keySize, value, valueSize in

@@ -10,6 +10,8 @@ public enum Refusal: Sendable, Equatable {
     case bodyTooLarge(limit: Int)
     /// The server stopped before the handler answered.
     case shuttingDown
+    /// The request came on a connection over a limit; it is closed after the answer.
+    case connectionLimit(ConnectionRefusal)
     /// No route has the path.
     case noRoute(path: String)
     /// A route has the path but not the method; `allowed` are the methods it has.
@@ -24,7 +26,7 @@ extension Refusal {
         case .noRoute: 404
         case .methodNotAllowed: 405
         case .bodyTooLarge: 413
-        case .shuttingDown: 503
+        case .shuttingDown, .connectionLimit: 503
         }
     }
 

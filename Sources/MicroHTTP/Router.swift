@@ -14,6 +14,19 @@ public struct Router: Sendable {
         /// The template's segments; `{name}` segments capture.
         let segments: [Substring]
         var methods: [(method: String, handler: Handler)]
+
+        /// The handler of `method`; HEAD is answered by the GET handler
+        /// (RFC 9110 §9.3.2: the same status and header fields, no content;
+        /// libmicrohttpd sends no body on a HEAD and keeps the Content-Length).
+        func handler(for method: String) -> Handler? {
+            methods.first { $0.method == method }?.handler
+                ?? (method == "HEAD" ? methods.first { $0.method == "GET" }?.handler : nil)
+        }
+
+        /// The methods it answers, for `Allow`: HEAD after GET.
+        var allowed: [String] {
+            methods.flatMap { $0.method == "GET" && !methods.contains { $0.method == "HEAD" } ? ["GET", "HEAD"] : [$0.method] }
+        }
     }
 
     private var routes: [Route] = []
@@ -53,7 +66,8 @@ public struct Router: Sendable {
         }
     }
 
-    /// Every route as `METHOD /template`, in the order they were added.
+    /// Every route as `METHOD /template`, in the order they were added
+    /// (HEAD, answered wherever GET is, is not listed).
     public var routeTable: [String] {
         routes.flatMap { route in route.methods.map { "\($0.method) \(route.template)" } }
     }
@@ -72,9 +86,8 @@ public struct Router: Sendable {
             guard let (route, parameters) = matched else {
                 return respond(refuse(.noRoute(path: request.path)))
             }
-            guard let handler = route.methods.first(where: { $0.method == request.method })?.handler else {
-                return respond(
-                    refuse(.methodNotAllowed(method: request.method, template: route.template, allowed: route.methods.map(\.method))))
+            guard let handler = route.handler(for: request.method) else {
+                return respond(refuse(.methodNotAllowed(method: request.method, template: route.template, allowed: route.allowed)))
             }
             try handler(request, parameters, respond)
         } catch {

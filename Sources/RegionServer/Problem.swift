@@ -20,6 +20,7 @@ public enum Problem: String, CaseIterable, Sendable {
     case stateUnavailable = "state_unavailable"
     case notReady = "not_ready"
     case shuttingDown = "shutting_down"
+    case tooManyConnections = "too_many_connections"
 
     /// The problem's `code`.
     public var code: String { rawValue }
@@ -34,7 +35,7 @@ public enum Problem: String, CaseIterable, Sendable {
         case .notEnoughSpace, .shareConflict, .notLeased, .tooManyReferences, .referencesHeld: 409
         case .payloadTooLarge: 413
         case .idempotencyKeyReused: 422
-        case .stateUnavailable, .notReady, .shuttingDown: 503
+        case .stateUnavailable, .notReady, .shuttingDown, .tooManyConnections: 503
         }
     }
 
@@ -68,6 +69,10 @@ public enum Problem: String, CaseIterable, Sendable {
             payloadTooLarge.error("the body is larger than \(limit) bytes")
         case .shuttingDown:
             shuttingDown.error("the server stopped before this request was answered; it may or may not have taken effect")
+        case .connectionLimit(.perIP):
+            tooManyConnections.error("this address has as many connections open as it may", headers: [("Retry-After", "1")])
+        case .connectionLimit(.total):
+            tooManyConnections.error("the server has as many connections open as it serves", headers: [("Retry-After", "1")])
         case .noRoute(let path):
             notFound.error("no route for \(path)")
         case .methodNotAllowed(let method, let template, _):

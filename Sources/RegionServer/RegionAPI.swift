@@ -16,11 +16,13 @@ public enum RegionAPI {
         var router = Router()
         let context = Context(service: service, metrics: metrics, bodies: RegionBodyCache())
         if let token {
-            let expected = Array("Bearer \(token)".utf8)
+            let expected = Array(token.utf8)
             let open = Set(RegionRoute.allCases.filter(\.isOpen).map(\.template))
             router.guardRequest = { (request) throws(HTTPError) in
                 guard !open.contains(request.path) else { return }
-                guard let given = request.header("Authorization"), constantTimeEquals(Array(given.utf8), expected) else {
+                guard let given = request.header("Authorization").flatMap(bearerCredentials),
+                    constantTimeEquals(Array(given.utf8), expected)
+                else {
                     throw Problem.unauthorized.error("a valid bearer token is required", headers: [("WWW-Authenticate", "Bearer")])
                 }
             }
@@ -122,8 +124,8 @@ public enum RegionAPI {
                 guard request.header("Idempotency-Key") == nil else {
                     throw Problem.invalidRequest.error("Idempotency-Key is not taken on batches")
                 }
-                batch = try readBody { () throws(BodyError) in try BatchBody.read(request.body) }
                 try checkQuery(request, allowing: [])
+                batch = try readBody { () throws(BodyError) in try BatchBody.read(request.body) }
             } catch {
                 metrics.recordAllocationFailure(reason: error.code)
                 throw error
@@ -271,6 +273,19 @@ public enum RegionAPI {
             throw Problem.invalidRequest.error("Idempotency-Key must be 1 to 255 visible ASCII characters")
         }
         return key
+    }
+
+    /// The credentials of an `Authorization` value in the `Bearer` scheme,
+    /// whose name is matched whatever its case (RFC 9110 §11.1), after the
+    /// spaces that follow it; nil for another scheme. The credentials are
+    /// returned as given: the token itself is compared exactly.
+    static func bearerCredentials(_ authorization: String) -> Substring? {
+        let bytes = authorization.utf8
+        // For letters, `| 0x20` folds exactly the upper case onto the lower.
+        guard let space = bytes.firstIndex(of: UInt8(ascii: " ")),
+            bytes[..<space].map({ $0 | 0x20 }).elementsEqual("bearer".utf8)
+        else { return nil }
+        return Substring(bytes[space...].drop { $0 == UInt8(ascii: " ") })
     }
 
     /// Compares without stopping at the first difference, so the time taken

@@ -1,4 +1,5 @@
 internal import Dispatch
+internal import Locking
 public import Logging
 public import MicroHTTP
 public import RegionState
@@ -92,14 +93,28 @@ public final class RegionDaemon: @unchecked Sendable {
         self.service = service
         let router = RegionAPI.router(service: service, metrics: metrics, logger: logger, token: configuration.token)
         self.router = router
+        let refusals = Locked(ConnectionRefusalLog(interval: .seconds(10)))
+        let limits = configuration.server
         server = HTTPServer(
             configuration: configuration.server, logger: logger,
             refuse: { refusal, request in
                 let response = Problem.error(for: refusal).response
+                // Counted and logged (sparingly) as a refused connection instead.
+                if case .connectionLimit = refusal { return response }
                 RegionAPI.observe(
                     request, route: router.template(matching: request.path) ?? "unmatched", response, duration: .zero,
                     metrics: metrics, logger: logger)
                 return response
+            },
+            connectionRefused: { reason in
+                metrics.recordConnectionRefused(reason)
+                guard let counts = refusals.withLock({ $0.refused(reason, at: ContinuousClock.now) }) else { return }
+                logger.warning(
+                    "connections refused at the limit",
+                    metadata: [
+                        "perIP": "\(counts[.perIP] ?? 0)", "total": "\(counts[.total] ?? 0)",
+                        "maxConnectionsPerIP": "\(limits.maxConnectionsPerIP)", "maxConnections": "\(limits.maxConnections)",
+                    ])
             },
             handler: { request, respond in router.handle(request, respond: respond) })
         timers = [

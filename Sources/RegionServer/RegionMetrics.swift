@@ -1,6 +1,7 @@
 internal import CoreMetrics
 internal import Locking
 internal import MemoryPool
+public import MicroHTTP
 internal import Prometheus
 internal import RegionState
 
@@ -27,6 +28,8 @@ public final class RegionMetrics: Sendable {
     private let expirations: CoreMetrics.Counter
     private let fsyncs: CoreMetrics.Counter
     private let fsyncDuration: CoreMetrics.Timer
+    /// Connections refused at a limit, by reason; all there (at 0) from the start.
+    private let refusedConnections: [ConnectionRefusal: CoreMetrics.Counter]
 
     /// Methods that get their own label value; anything else counts as `other`.
     private static let methods: Set<String> = ["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"]
@@ -50,6 +53,10 @@ public final class RegionMetrics: Sendable {
         fsyncDuration = CoreMetrics.Timer(label: "regiond_journal_fsync_duration_seconds", factory: factory)
         CoreMetrics.Gauge(label: "regiond_build_info", dimensions: [("version", RegionDaemon.version)], factory: factory)
             .record(1)
+        refusedConnections = Dictionary(
+            uniqueKeysWithValues: ConnectionRefusal.allCases.map {
+                ($0, CoreMetrics.Counter(label: "regiond_connections_refused_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+            })
     }
 
     /// Counts one answered request and records how long it took.
@@ -89,6 +96,11 @@ public final class RegionMetrics: Sendable {
             return made
         }
         counter.increment()
+    }
+
+    /// Counts a connection refused at a limit, before any request on it was read.
+    public func recordConnectionRefused(_ reason: ConnectionRefusal) {
+        refusedConnections[reason]?.increment()
     }
 
     /// Counts a region released because its lease ended.

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import MicroHTTP
+import Locking
 import Testing
 
 @testable import TestSupport
@@ -36,7 +37,66 @@ import Testing
         #expect(missing.status == 404)
         #expect(missing.text == #"noRoute(path: "/nowhere")"#, "the application renders the refusal")
         #expect(wrongMethod.status == 405)
-        #expect(wrongMethod.header("Allow") == "GET")
+        #expect(wrongMethod.header("Allow") == "GET, HEAD")
+    }
+
+    /// A connection over a limit is reported when it starts and its request
+    /// refused (503, then closed); past the ones kept open for that, the
+    /// next is closed unread. The held connections, once closed, are uncounted.
+    @Test(arguments: [(ConnectionRefusal.perIP, 1000, 2), (.total, 2, 0)])
+    func aConnectionOverALimitIsRefusedAndReported(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
+        let reports = DispatchSemaphore(value: 0)
+        let reported = Locked<[ConnectionRefusal]>([])
+        let router = ToyRoutes().router
+        let server = HTTPServer(
+            configuration: .init(
+                endpoint: .tcp(host: "127.0.0.1", port: 0), maxConnections: maxConnections, maxConnectionsPerIP: perIP,
+                connectionTimeout: 5),
+            logger: quietLogger, refuse: { refusal, _ in render(refusal) },
+            connectionRefused: { reason in
+                reported.withLock { $0.append(reason) }
+                reports.signal()
+            }
+        ) { request, respond in router.handle(request, respond: respond) }
+        try server.start()
+        defer { server.shutdown() }
+        let port = try #require(Int(server.address.split(separator: ":").last ?? ""))
+        let held = try (0..<2).map { _ in try RawClient(port: port) }
+        for client in held {
+            client.send(RawClient.request("GET", "/ping"))
+            #expect(client.nextResponse().status == 200)
+        }
+        let third = try RawClient(port: port)
+        third.send(RawClient.request("GET", "/ping"))
+        guard case .response(let refused) = third.nextResponse() else { Issue.record("no 503"); return }
+        #expect(refused.status == 503)
+        #expect(refused.text == "connectionLimit(MicroHTTP.ConnectionRefusal.\(reason))")
+        #expect(third.waitForClose())
+        #expect(reports.wait(timeout: .now() + 5) == .success)
+        // Fill the room kept for refusals with silent connections, each
+        // counted (reported) before the next; the one after is dropped unread.
+        let silent = try (0..<HTTPServer.Configuration.refusedConnections).map { _ in
+            let client = try RawClient(port: port)
+            #expect(reports.wait(timeout: .now() + 5) == .success)
+            return client
+        }
+        let dropped = try RawClient(port: port)
+        dropped.send(RawClient.request("GET", "/ping"))
+        #expect(dropped.nextResponse().closedWithoutData)
+        #expect(reported.withLock { $0 } == Array(repeating: reason, count: HTTPServer.Configuration.refusedConnections + 2))
+        silent.forEach { $0.close() }
+        // The server sees the held connections close a little after the
+        // client does: the deadline only bounds a failure.
+        held.forEach { $0.close() }
+        let deadline = ContinuousClock.now + .seconds(5)
+        var served = false
+        while !served && ContinuousClock.now < deadline {
+            let client = try RawClient(port: port)
+            client.send(RawClient.request("GET", "/ping"))
+            served = client.nextResponse().status == 200
+            client.close()
+        }
+        #expect(served, "the closed connections were never uncounted")
     }
 
     @Test func aBodyOverTheLimitIs413AndNeverReachesTheRoute() throws {

@@ -249,6 +249,27 @@ func expectProblem(_ reply: RawResponse, _ status: Int, _ code: String, sourceLo
         }
     }
 
+    @Test func headIsAnsweredWithGetsStatusAndLengthAndNoBody() throws {
+        let live = try LiveServer()
+        defer { live.stop() }
+        let connection = try RawClient(port: live.port, timeout: .seconds(30))
+        for path in ["/livez", "/pool", "/openapi.yaml"] {
+            connection.send(RawClient.request("GET", path))
+            let get = try connection.readReply()
+            connection.send(RawClient.request("HEAD", path))
+            guard case .response(let head) = connection.nextResponse(toHead: true) else {
+                Issue.record("no answer to HEAD \(path)")
+                return
+            }
+            #expect(head.status == 200, "\(path)")
+            #expect(head.header("Content-Length") == String(get.body.count), "\(path)")
+            #expect(head.header("Content-Type") == get.header("Content-Type"), "\(path)")
+            // Had a body followed the HEAD's header fields, this would read it as a status line.
+            connection.send(RawClient.request("GET", "/livez"))
+            #expect(try connection.readReply().text == #"{"status":"ok"}"#, "after HEAD \(path)")
+        }
+    }
+
     @Test func percentEscapesInTheOffsetAreDecodedBeforeParsing() async throws {
         let live = try LiveServer()
         defer { live.stop() }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MemoryPool
 import MicroHTTP
 @testable import RegionServer
 import RegionState
@@ -61,6 +62,20 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
         // Nothing was allocated by the refused requests.
         #expect(send(router, "DELETE", "/regions/0", headers: authorized).status == 200)
         #expect(send(router, "GET", "/regions/0", headers: authorized).status == 404)
+    }
+
+    @Test(arguments: ["bearer", "BEARER", "BeArEr", "Bearer  "])
+    func theSchemeMatchesWhateverItsCase(scheme: String) {
+        let authorized = [(name: "Authorization", value: "\(scheme) \(Self.token)")]
+        #expect(send(router, "GET", "/pool", headers: authorized).status == 200)
+    }
+
+    @Test(arguments: [
+        "Bearer \(token.uppercased())", "Bearer\(token)", "Bearer\t\(token)", "Bearer", "Bearer ", "Bearers \(token)",
+        "Bear \(token)", "Bearer \(token) ",
+    ])
+    func theTokenItselfMatchesExactly(authorization: String) {
+        #expect(send(router, "GET", "/pool", headers: [("Authorization", authorization)]).status == 401)
     }
 
     @Test func theTokenNeverReachesTheLog() {
@@ -146,6 +161,9 @@ private func send(_ router: Router, _ method: String, _ path: String, headers: [
             regiond_lease_expirations_total 0
             # TYPE regiond_build_info gauge
             regiond_build_info{version="0.2.0"} 1.0
+            # TYPE regiond_connections_refused_total counter
+            regiond_connections_refused_total{reason="per_ip"} 0
+            regiond_connections_refused_total{reason="total"} 0
             # TYPE regiond_http_requests_total counter
             regiond_http_requests_total{route="/regions",method="POST",status="201"} 2
             regiond_http_requests_total{route="/regions",method="POST",status="400"} 1
@@ -194,5 +212,58 @@ enum ProblemField: Decodable, Equatable {
         } else {
             self = .other
         }
+    }
+}
+
+/// Connections refused at the per-IP or total limit: answered 503
+/// `too_many_connections` with `Retry-After`, counted by reason (not as
+/// requests) and logged, a flood in a few lines.
+@Suite struct ConnectionRefusalTests {
+    @Test(arguments: [(ConnectionRefusal.perIP, 1000, 2), (.total, 2, 0)])
+    func aRefusedConnectionIsCountedAndLogged(reason: ConnectionRefusal, maxConnections: Int, perIP: Int) throws {
+        let log = LogCapture()
+        let server = HTTPServer.Configuration(
+            endpoint: .tcp(host: "127.0.0.1", port: 0), maxConnections: maxConnections, maxConnectionsPerIP: perIP)
+        let daemon = try RegionDaemon(configuration: .init(server: server, stateDirectory: nil), logger: log.logger)
+        try daemon.listen()
+        try daemon.load()
+        defer { daemon.stop() }
+        let port = try #require(Int(daemon.address.split(separator: ":").last ?? ""))
+        let held = try (0..<2).map { _ in try RawClient(port: port) }
+        defer { held.forEach { $0.close() } }
+        for client in held {
+            client.send(RawClient.request("GET", "/livez"))
+            #expect(client.nextResponse().status == 200)
+        }
+        // The refusal is counted and logged before the server answers, so
+        // the answer is the event to wait for.
+        for _ in 0..<3 {
+            let refused = try RawClient(port: port)
+            refused.send(RawClient.request("GET", "/livez"))
+            guard case .response(let answer) = refused.nextResponse() else { Issue.record("no 503"); return }
+            _ = expectProblem(answer, 503, "too_many_connections")
+            #expect(answer.header("Retry-After") == "1")
+            #expect(refused.waitForClose())
+        }
+        let exposition = String(decoding: daemon.metrics.exposition((PoolAllocator(), 0)), as: UTF8.self)
+        let other = reason == .perIP ? ConnectionRefusal.total : .perIP
+        #expect(exposition.contains(#"regiond_connections_refused_total{reason="\#(reason.rawValue)"} 3"#), "\(exposition)")
+        #expect(exposition.contains(#"regiond_connections_refused_total{reason="\#(other.rawValue)"} 0"#))
+        #expect(!exposition.contains(#"status="503""#), "counted as connections, not requests")
+        #expect(!log.messages.contains { $0.text.contains("request failed") })
+        let lines = log.messages.filter { $0.level == .warning && $0.text.contains("connections refused at the limit") }
+        #expect(lines.count == 1, "one line for three refusals within the interval")
+        #expect(lines.first?.text.contains(#""\#(reason == .perIP ? "perIP" : "total")": 1"#) == true, "\(lines)")
+    }
+
+    @Test func aFloodIsLoggedAsTheFirstThenACountPerInterval() {
+        var log = ConnectionRefusalLog(interval: .seconds(10))
+        let start = ContinuousClock.now
+        #expect(log.refused(.perIP, at: start) == [.perIP: 1])
+        for second in 1...9 { #expect(log.refused(.perIP, at: start + .seconds(second)) == nil) }
+        #expect(log.refused(.total, at: start + .milliseconds(9_500)) == nil)
+        #expect(log.refused(.perIP, at: start + .seconds(10)) == [.perIP: 10, .total: 1])
+        #expect(log.refused(.total, at: start + .seconds(15)) == nil)
+        #expect(log.refused(.total, at: start + .seconds(60)) == [.total: 2])
     }
 }

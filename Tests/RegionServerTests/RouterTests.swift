@@ -146,15 +146,48 @@ import Testing
     }
 
     @Test(arguments: [
-        ("PUT", "/regions", "POST, GET, DELETE"), ("PATCH", "/regions/0", "GET, DELETE"), ("POST", "/regions/0", "GET, DELETE"),
-        ("PATCH", "/regions", "POST, GET, DELETE"), ("POST", "/pool", "GET"), ("DELETE", "/livez", "GET"),
-        ("POST", "/healthz", "GET"), ("PUT", "/readyz", "GET"), ("POST", "/openapi.yaml", "GET"), ("HEAD", "/pool", "GET"),
+        ("PUT", "/regions", "POST, GET, HEAD, DELETE"), ("PATCH", "/regions/0", "GET, HEAD, DELETE"),
+        ("POST", "/regions/0", "GET, HEAD, DELETE"), ("PATCH", "/regions", "POST, GET, HEAD, DELETE"), ("POST", "/pool", "GET, HEAD"),
+        ("DELETE", "/livez", "GET, HEAD"), ("POST", "/healthz", "GET, HEAD"), ("PUT", "/readyz", "GET, HEAD"),
+        ("POST", "/openapi.yaml", "GET, HEAD"), ("PUT", "/metrics", "GET, HEAD"), ("HEAD", "/regions/batch", "POST"),
+        ("HEAD", "/regions/0/renew", "POST"),
     ])
     func otherMethodsOnKnownPathsAre405WithAllow(method: String, path: String, allow: String) {
         let response = api.send(method, path)
         expectProblem(response, 405, "method_not_allowed")
         let allowed = response.header("Allow")?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         #expect(Set(allowed ?? []) == Set(allow.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+    }
+
+    /// Every GET route, with a path that fits it.
+    static let getPaths = RegionRoute.allCases.filter { $0.method == "GET" }.map {
+        $0.template.replacingOccurrences(of: "{offset}", with: "0")
+    }
+
+    @Test(arguments: getPaths)
+    func headIsAnsweredLikeGet(path: String) {
+        #expect(api.allocate(MiB).status == 201)
+        let get = api.send("GET", path)
+        let head = api.send("HEAD", path)
+        #expect(head.status == 200)
+        #expect(head.status == get.status)
+        #expect(head.headers.map(\.name) == get.headers.map(\.name))
+        #expect(head.header("Content-Type") == get.header("Content-Type"))
+        // In-process the body is still there; libmicrohttpd leaves it off the wire.
+        if path != "/metrics" { #expect(head.body == get.body) }
+    }
+
+    /// Every route, and HEAD wherever GET is, with a path that fits it.
+    static let everyRoute = RegionRoute.allCases.flatMap { route in
+        let path = route.template.replacingOccurrences(of: "{offset}", with: "0").replacingOccurrences(of: "{ref}", with: "1")
+        return route.method == "GET" ? [(route.method, path), ("HEAD", path)] : [(route.method, path)]
+    }
+
+    @Test(arguments: everyRoute)
+    func anUnknownQueryParameterIs400NamingIt(method: String, path: String) {
+        // No body: the query is checked before it.
+        let problem = expectProblem(api.send(method, path, query: ["lable": "x"]), 400, "invalid_request")
+        #expect(problem?.detail == #"unknown query parameter "lable""#)
     }
 
     // MARK: - A full pool

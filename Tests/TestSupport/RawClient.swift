@@ -100,12 +100,13 @@ final class RawClient {
     }
 
     /// Reads the next response: status line, headers, and a body of
-    /// `Content-Length` bytes (or up to the close when there is none).
-    func nextResponse() -> RawOutcome {
+    /// `Content-Length` bytes (or up to the close when there is none); the
+    /// answer to a HEAD (`toHead`) ends with its header fields.
+    func nextResponse(toHead: Bool = false) -> RawOutcome {
         while true {
             if let (head, bodyStart) = headEnd(), let parsed = parseHead(head) {
-                if (100..<200).contains(parsed.status) {
-                    // An interim response (100 Continue) has no body.
+                // An interim response (100 Continue) and the answer to a HEAD have no body.
+                if toHead || (100..<200).contains(parsed.status) {
                     buffer.removeFirst(bodyStart)
                     return .response(RawResponse(status: parsed.status, headers: parsed.headers, body: []))
                 }
