@@ -352,3 +352,21 @@ struct ByteReader {
         return SavedRegion.Lease(seconds: seconds, expiresAt: Int64(bitPattern: try uint64()))
     }
 }
+
+extension JournalRecord: CustomStringConvertible {
+    /// What the record does, in words, for logs: `allocate region 5 at offset 0`.
+    public var description: String {
+        func region(_ id: UInt64?, _ offset: UInt64) -> String {
+            id.map { "region \($0) at offset \(offset)" } ?? "the region at offset \(offset)"
+        }
+        switch self {
+        case .allocate(let entry): return "allocate \(region(entry.region.id, entry.region.offset))"
+        case .release(let offset, let id): return "release \(region(id, offset))"
+        case .addReference(let offset, let id, let reference):
+            return "add reference \(reference.id) to \(region(id, offset))"
+        case .dropReference(let offset, let id, let ref):
+            return "drop \(ref.map { "reference \($0)" } ?? "the newest reference") of \(region(id, offset))"
+        case .renew(let offset, let id, let lease): return "renew \(region(id, offset)) until \(lease.expiresAtText)"
+        }
+    }
+}
