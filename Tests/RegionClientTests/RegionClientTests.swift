@@ -1,7 +1,5 @@
 import Foundation
 import Logging
-import OpenAPIRuntime
-import OpenAPIURLSession
 import RegionClient
 import RegionServer
 import Testing
@@ -67,6 +65,21 @@ import Testing
             #expect(problem._type == .about_colon_blank)
         }
     }
+
+    /// The README's example (ReadmeExample.swift, compiled here) runs.
+    @Test func readmeExampleRunsAgainstALiveRegiond() async throws {
+        try await withRegiond(attachAndDetachPMem)
+    }
+
+    /// The README shows ReadmeExample.swift as it is, so what it shows compiles.
+    @Test func readmeShowsTheExampleThatCompiles() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        let example = try String(contentsOf: folder.appendingPathComponent("ReadmeExample.swift"), encoding: .utf8)
+        let readme = try String(
+            contentsOf: folder.appendingPathComponent("../../README.md").standardizedFileURL, encoding: .utf8)
+        let shown = readme.contains("```swift\n" + example + "```\n")
+        #expect(shown, "README.md's Swift example is not ReadmeExample.swift as it is")
+    }
 }
 
 /// Runs `body` with a client of a regiond started for it on 127.0.0.1:<a free
@@ -78,10 +91,5 @@ func withRegiond(_ body: (Client) async throws -> Void) async throws {
     defer { daemon.stop() }
     try daemon.listen()
     try daemon.load()
-    let client = Client(
-        serverURL: try #require(URL(string: daemon.address)),
-        // regiond writes `expiresAt` with milliseconds (2026-12-04T04:12:15.250Z).
-        configuration: .init(dateTranscoder: .iso8601WithFractionalSeconds),
-        transport: URLSessionTransport())
-    try await body(client)
+    try await body(regiondClient(at: try #require(URL(string: daemon.address))))
 }
