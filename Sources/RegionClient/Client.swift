@@ -40,6 +40,8 @@ import HTTPTypes
 ///
 /// Any path not listed here answers `404 not_found`; a listed path with
 /// another method answers `405 method_not_allowed` with an `Allow` header.
+/// `HEAD` is answered wherever `GET` is, with the same status and header
+/// fields and no body (RFC 9110 §9.3.2); only the `GET` is listed.
 ///
 /// Any request whose framing could be read two ways (RFC 9112 §6:
 /// different `Content-Length` values, `Content-Length` with
@@ -47,7 +49,10 @@ import HTTPTypes
 /// a NUL in a header field) answers `400 invalid_request` and the
 /// connection is closed. A request still waiting for its answer when
 /// regiond stops answers `503 shutting_down`: the change may or may not
-/// have been made.
+/// have been made. A connection over `--max-connections` or
+/// `--max-connections-per-ip` has its request answered
+/// `503 too_many_connections` with `Retry-After: 1`, then it is closed;
+/// past 16 such connections at once, more are closed unread.
 ///
 public struct Client: APIProtocol {
     /// The underlying HTTP client.

@@ -4529,6 +4529,7 @@ extension Components {
                 case stateUnavailable = "state_unavailable"
                 case notReady = "not_ready"
                 case shuttingDown = "shutting_down"
+                case tooManyConnections = "too_many_connections"
                 case shareConflict = "share_conflict"
                 case notLeased = "not_leased"
                 case tooManyReferences = "too_many_references"
