@@ -9,7 +9,8 @@
 # warm-up), so machine noise hits them alike, and the medians are reported,
 # with the server's CPU time per request (user + system, from /proc/PID/stat).
 #
-# First and last it measures the disk's fdatasync latency where the durable
+# First, last and before every durable run it measures the disk's
+# fdatasync latency (the median of those p50s is used) where the durable
 # server keeps its journal (bench/fsync.c: 4 KiB pwrite + fdatasync on a
 # preallocated file, FSYNC_COUNT times), and prints the fsync limit of one
 # connection, 1 / (fdatasync p50 + in-memory round trip at c=1), and the
@@ -56,6 +57,7 @@ fsync_p50() { # prints the p50 in µs, logs the whole line
 }
 echo "== fdatasync latency in $STATE_ROOT (4 KiB, $FSYNC_COUNT rounds)" >&2
 fsync_start=$(fsync_p50)
+fsync_runs=""
 
 wrk_cmd() { # C URL
     echo "wrk -t1 -c$1 -d${DURATION}s --latency -s bench/regions.lua $2"
@@ -82,6 +84,8 @@ for c in $CONNECTIONS; do
     for r in $(seq 1 "$REPEAT"); do
         for name in $SERVERS; do
             tag="c$c-$name-$r"
+            # The disk moves with other work: measure it next to every durable run.
+            [ "$name" = durable ] && fsync_runs+=" $(fsync_p50)"
             start_server "$name" "$LOG_DIR/$tag.server.log"
             url="http://127.0.0.1:$PORT"
             wrk -t1 -c"$c" -d1s -s bench/regions.lua "$url" >"$LOG_DIR/$tag.warmup.log" 2>&1 ||
@@ -147,9 +151,10 @@ fsync_end=$(fsync_p50)
     m() { median ${rps[$1,$2]:-0}; }
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
     has() { [[ " $SERVERS " == *" $1 "* ]] && [[ " $CONNECTIONS " == *" $2 "* ]]; }
-    fsync_us=$(awk -v a="$fsync_start" -v b="$fsync_end" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+    fsync_us=$(median $fsync_start $fsync_runs $fsync_end)
     echo
-    echo "fdatasync p50 (4 KiB, $FSYNC_COUNT rounds, in $STATE_ROOT): $fsync_start µs at the start, $fsync_end µs at the end; mean $fsync_us µs"
+    echo "fdatasync p50 (4 KiB, $FSYNC_COUNT rounds, in $STATE_ROOT), measured at the start, before each durable run and at the end:"
+    echo "  $fsync_start |$fsync_runs | $fsync_end µs; median $fsync_us µs"
     if has regiond 1; then
         trip=$(awk -v r="$(m regiond 1)" 'BEGIN { printf "%.1f", 1e6 / r }')
         limit=$(awk -v f="$fsync_us" -v t="$trip" 'BEGIN { printf "%.0f", 1e6 / (f + t) }')
