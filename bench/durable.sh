@@ -13,7 +13,7 @@ REGIOND_ARGS="--log-level error"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 build_regiond
-trap stop_server EXIT
+trap 'stop_server; rm -rf "$STATE_ROOT"' EXIT
 
 metric() { # NAME: the sum of a metric's samples
     curl -s "http://127.0.0.1:$PORT/metrics" | awk -v n="$1" '$1 ~ "^"n"({|$)" {s += $2} END {print s + 0}'

@@ -6,6 +6,10 @@ THREADS=${THREADS:-2}
 # The default is regiond's own defaults (log level info), in memory.
 REGIOND_ARGS=${REGIOND_ARGS-"--in-memory"}
 BARE_BIN=.build/bench/bare
+FSYNC_BIN=.build/bench/fsync
+# Durable servers keep their state directories here (removed on exit); the
+# fdatasync probe measures the same file system.
+STATE_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/regiond-bench.XXXXXX")
 LOG_DIR=${LOG_DIR:-.build/bench/logs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$LOG_DIR"
 
@@ -18,6 +22,11 @@ build_bare() {
     mkdir -p .build/bench
     # shellcheck disable=SC2046
     cc -O2 -Wall -o "$BARE_BIN" bench/bare.c $(pkg-config --cflags --libs libmicrohttpd)
+}
+
+build_fsync_probe() {
+    mkdir -p .build/bench
+    cc -O2 -Wall -o "$FSYNC_BIN" bench/fsync.c
 }
 
 # Sets REGIOND_BIN, building regiond when it is not set.
@@ -40,7 +49,7 @@ server_cmd() {
     case "$1" in
         bare) echo "$BARE_BIN --threads $THREADS" ;;
         regiond) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS${REGIOND_ARGS:+ $REGIOND_ARGS}" ;;
-        durable) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS --state-dir $(mktemp -d "${TMPDIR:-/tmp}/regiond-bench.XXXXXX")" ;;
+        durable) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS --state-dir $(mktemp -d "$STATE_ROOT/state.XXXXXX")" ;;
         warning) echo "$REGIOND_BIN --host 127.0.0.1 --threads $THREADS --in-memory --log-level warning" ;;
         *) die "unknown server $1" ;;
     esac
@@ -88,7 +97,7 @@ stop_server() {
     [ "$rc" -eq 0 ] || echo "warning: server $pid exited with status $rc" >&2
 }
 
-trap 'stop_server' EXIT
+trap 'stop_server; rm -rf "$STATE_ROOT"' EXIT
 trap 'exit 130' INT TERM
 
 # bench_field FILE KEY: a value from the "BENCH key=value ..." line regions.lua prints.

@@ -115,6 +115,21 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
+    /// Runs `body`, and resumes the connections of the answers it gives only
+    /// when it returns, one after another: the polling threads then wake
+    /// once for the lot instead of once per answer. For whoever answers many
+    /// waiting requests at once (the journal's writer after a group commit).
+    /// Only answers given on this thread are held back; nested calls join
+    /// the outer batch.
+    public static func resumingTogether(_ body: () -> Void) {
+        if ResumeBatch.current != nil { return body() }
+        let batch = ResumeBatch()
+        ResumeBatch.current = batch
+        body()
+        ResumeBatch.current = nil
+        for exchange in batch.exchanges { exchange.resumeAnswered() }
+    }
+
     /// Makes a server; nothing listens before ``start()``.
     public init(
         configuration: Configuration,
@@ -237,6 +252,9 @@ public final class HTTPServer: @unchecked Sendable {
             case reading
             case waiting
             case suspended
+            /// Answered while suspended inside ``HTTPServer/resumingTogether(_:)``:
+            /// still suspended until the batch ends and resumes it.
+            case answered(Response)
             case ready(Response)
             /// Answered, or the connection is gone: later answers are ignored.
             case done
@@ -279,6 +297,12 @@ public final class HTTPServer: @unchecked Sendable {
                 case .reading, .waiting:
                     phase = .ready(response)
                 case .suspended:
+                    if let batch = ResumeBatch.current {
+                        // Resumed with the rest of the batch, by `resumeAnswered`.
+                        phase = .answered(response)
+                        batch.exchanges.append(self)
+                        return
+                    }
                     phase = .ready(response)
                     // Resumed holding the lock: `completed` marks the exchange
                     // done under the same lock before libmicrohttpd frees the
@@ -289,9 +313,25 @@ public final class HTTPServer: @unchecked Sendable {
                     // holds no lock of its own while calling them, so no
                     // lock-order cycle with `phase` can form.
                     if let connection { MHD_resume_connection(connection) }
+                case .answered(let answer):
+                    // The first answer wins; but shutdown must not wait for
+                    // the batch: resume now (it would resume nothing later).
+                    phase = .ready(answer)
+                    if let connection { MHD_resume_connection(connection) }
                 case .ready, .done:
                     break
                 }
+            }
+        }
+
+        /// Resumes the connection of an answer held back by a batch, unless
+        /// shutdown resumed it or the connection is gone meanwhile.
+        func resumeAnswered() {
+            withPhase { phase in
+                guard case .answered(let answer) = phase else { return }
+                phase = .ready(answer)
+                // Holding the lock, as in `complete`.
+                if let connection { MHD_resume_connection(connection) }
             }
         }
 
@@ -493,6 +533,25 @@ extension Substring {
         let isOWS: (Character) -> Bool = { $0 == " " || $0 == "\t" }
         guard let first = firstIndex(where: { !isOWS($0) }), let last = lastIndex(where: { !isOWS($0) }) else { return "" }
         return self[first...last]
+    }
+}
+
+/// The exchanges answered inside one ``HTTPServer/resumingTogether(_:)``,
+/// kept in a thread-specific slot of the thread that runs it.
+private final class ResumeBatch {
+    var exchanges: [HTTPServer.Exchange] = []
+
+    /// The slot's key, made once.
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// The batch open on this thread, if any (held by `resumingTogether`).
+    static var current: ResumeBatch? {
+        get { pthread_getspecific(key).map { Unmanaged<ResumeBatch>.fromOpaque($0).takeUnretainedValue() } }
+        set { pthread_setspecific(key, newValue.map { Unmanaged.passUnretained($0).toOpaque() }) }
     }
 }
 

@@ -20,7 +20,7 @@ final class RegionBodyCache: Sendable {
         _ status: Int, _ region: SavedRegion, ref: UInt64? = nil, headers: [(name: String, value: String)] = []
     ) -> Response {
         let cached = entries.withLock { entries in
-            entries[region.offset].flatMap { $0.region == region && $0.ref == ref ? $0.body : nil }
+            entries[region.offset].flatMap { Self.sameBody($0.region, region) && $0.ref == ref ? $0.body : nil }
         }
         let body = cached ?? Response.encode(RegionBody(region, ref: ref))
         if cached == nil {
@@ -31,5 +31,15 @@ final class RegionBodyCache: Sendable {
         fields.append(("Content-Type", "application/json"))
         fields += headers
         return Response(status: status, headers: fields, body: body)
+    }
+
+    /// Whether two regions have the same JSON: `refs` is written only for a
+    /// shared region, so the `DELETE` that releases a plain region (refs 1
+    /// to 0) reuses the bytes its `POST` encoded.
+    static func sameBody(_ cached: SavedRegion, _ region: SavedRegion) -> Bool {
+        guard cached.share == nil, region.share == nil else { return cached == region }
+        var cached = cached
+        cached.refs = region.refs
+        return cached == region
     }
 }

@@ -82,7 +82,9 @@ public final class RegionDaemon: @unchecked Sendable {
         self.metrics = metrics
         if let directory = configuration.stateDirectory {
             do throws(JournalError) {
-                journal = try Journal(directory: directory, logger: logger) { metrics.recordFsync(duration: $0) }
+                journal = try Journal(directory: directory, logger: logger, completionScope: HTTPServer.resumingTogether) {
+                    metrics.recordFsync(duration: $0)
+                }
             } catch {
                 throw .stateDirectory(error)
             }

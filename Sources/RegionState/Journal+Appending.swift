@@ -43,10 +43,11 @@ extension Journal {
         return sequence
     }
 
-    /// Runs `completion` on the completion queue once every record up to
-    /// `sequence` is written and fsync'd, or with the error when writing
-    /// failed. Never runs it on the calling thread, so a caller may hold a
-    /// lock or be inside a serial queue the completion needs.
+    /// Runs `completion` once every record up to `sequence` is written and
+    /// fsync'd (on the writer thread), or with the error when writing failed.
+    /// Never runs it on the calling thread (a known outcome goes to the
+    /// completion queue), so a caller may hold a lock or be inside a serial
+    /// queue the completion needs.
     public func whenDurable(_ sequence: UInt64, _ completion: @escaping Completion) {
         let known: Result<Void, JournalError>? = state.withLock { s in
             if let failed = s.failed.first(where: { $0.sequences.contains(sequence) }) {

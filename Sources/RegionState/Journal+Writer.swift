@@ -2,7 +2,8 @@ internal import Foundation
 internal import Locking
 
 /// The writer thread: it takes everything queued, writes it, fsyncs once,
-/// and hands the completions to the completion queue. It never runs them.
+/// then runs the batch's completions itself, in order, before it takes the
+/// next batch.
 extension Journal {
     /// What the writer took from the queue in one go.
     struct Batch {
@@ -14,19 +15,21 @@ extension Journal {
     /// Starts the writer thread; `load` calls it once the files are open.
     func startWriter() {
         let writer = Thread { [self] in
+            // Foundation on Linux names the system thread only when the name
+            // is set from the thread itself: here, so top, perf and tests see it.
+            Thread.current.name = Self.writerThreadName
             runWriter()
             state.withLock { $0.writerStopped = true }
             state.wakeWaiters()
         }
-        writer.name = Self.writerThreadName
         writer.start()
     }
 
     /// The writer thread's name, as `pthread_getname_np` shows it.
     public static let writerThreadName = "regiond-journal"
 
-    /// The writer loop: take everything queued, write it, fsync once, hand
-    /// over the completions; records queued meanwhile form the next batch.
+    /// The writer loop: take everything queued, write it, fsync once, run
+    /// the completions; records queued meanwhile form the next batch.
     func runWriter() {
         while true {
             let batch = state.withLock(waitingUntil: \.writerHasWork) { s -> Batch in
@@ -50,11 +53,7 @@ extension Journal {
                     }
                     return (s.jobs, s.waiters)
                 }
-                if !waiters.isEmpty {
-                    completions.async {
-                        for waiter in waiters.sorted(by: { $0.sequence > $1.sequence }) { waiter.completion(.failure(.notOpen)) }
-                    }
-                }
+                for waiter in waiters.sorted(by: { $0.sequence > $1.sequence }) { waiter.completion(.failure(.notOpen)) }
                 for job in jobs { job() }
                 return
             }
@@ -62,9 +61,9 @@ extension Journal {
     }
 
     /// Writes and fsyncs a batch, segment by segment (a compaction point
-    /// starts a new journal between two segments), then hands the
-    /// completions over: the durable ones in order; on failure, every other
-    /// one, newest first (so undos run in reverse order of the changes).
+    /// starts a new journal between two segments), then runs the
+    /// completions: the durable ones in order; on failure, every other one,
+    /// newest first (so undos run in reverse order of the changes).
     func write(_ segments: [Segment]) {
         var durableThrough: UInt64?
         var written: UInt64 = 0
@@ -125,13 +124,15 @@ extension Journal {
             s.waiters.removeAll { $0.sequence <= durable || failure != nil }
             return (succeeded, failed)
         }
-        let onFsync = self.onFsync
-        let fsyncs = fsyncTimes
-        let outcome = failure
-        completions.async {
-            for took in fsyncs { onFsync(took) }
+        // Right here, on the writer thread, before the next batch: a hop to
+        // another thread would cost a wake-up per batch and let the answers
+        // of one batch race the next. Safe because no one who waits for the
+        // writer (close, recover) does so holding what a completion needs
+        // (the pool's queue, an exchange's lock).
+        for took in fsyncTimes { onFsync(took) }
+        completionScope {
             for waiter in succeeded { waiter.completion(.success(())) }
-            if let failure = outcome {
+            if let failure {
                 for waiter in failed { waiter.completion(.failure(failure)) }
             }
         }

@@ -9,18 +9,22 @@ internal import MemoryPool
 /// records, written by one thread with group commit, and compacted now and
 /// then into a snapshot. See ``StateFiles`` for the files and their format.
 ///
-/// The writer thread only writes and fsyncs. Completions (answers, undos,
-/// metrics) run afterwards on `completions`, a serial queue: in the order
-/// the writer decided, never on the writer thread and never on the thread
-/// that registered them.
+/// The writer thread writes and fsyncs a batch, then runs its completions
+/// (answers, undos, metrics) itself, in the order it decided, before it
+/// takes the next batch. A completion never runs on the thread that
+/// registered it: one whose outcome is already known when it is registered
+/// runs on `completions`, a serial queue.
 ///
 /// `@unchecked Sendable`: everything callers share lives in `state`, behind a
 /// lock (`Locked`), which is also what the writer thread and `close` wait on. The open journal file (`current`) and the pending snapshot are
 /// touched only by the writer thread — by `load` before it starts it, and by
 /// `close` after it has stopped.
 public final class Journal: @unchecked Sendable {
-    /// Sees the duration of every batch fsync (for metrics); runs on `completions`.
+    /// Sees the duration of every batch fsync (for metrics); runs on the writer thread.
     let onFsync: @Sendable (Duration) -> Void
+    /// Runs the completions of one batch (on the writer thread); the HTTP
+    /// server passes one that resumes their connections together.
+    let completionScope: @Sendable (() -> Void) -> Void
     /// The state directory.
     let directory: String
     /// How many records may be appended after a snapshot before `needsCompaction`.
@@ -32,7 +36,7 @@ public final class Journal: @unchecked Sendable {
     /// What callers and the writer thread share; whoever gives the writer
     /// work, or stops it, wakes the waiters.
     let state = Locked(State())
-    /// Where completions run, one batch after another.
+    /// Where completions run whose outcome was known when they were registered.
     let completions = DispatchQueue(label: "regiond.journal.completions")
     /// The journal file records are appended to; writer thread only.
     var current: OpenFile?
@@ -136,9 +140,11 @@ public final class Journal: @unchecked Sendable {
     /// exclusive non-blocking flock on `DIR/lock`, writing this process's pid there.
     public init(
         directory: String, compactAfter: Int = 65_536, logger: Logger,
+        completionScope: @escaping @Sendable (() -> Void) -> Void = { $0() },
         onFsync: @escaping @Sendable (Duration) -> Void = { _ in }
     ) throws(JournalError) {
         self.onFsync = onFsync
+        self.completionScope = completionScope
         self.directory = directory
         self.compactAfter = compactAfter
         self.logger = logger
@@ -206,7 +212,8 @@ public final class Journal: @unchecked Sendable {
         case .open:
             state.wakeWaiters()
             state.withLock(waitingUntil: { $0.writerStopped }) { _ in }
-            // Every completion the writer handed over has run when close returns.
+            // Every completion has run when close returns: the writer's on its
+            // own thread before it stopped, the others on `completions`.
             completions.sync {}
             if let current { _ = Glibc.close(current.descriptor) }
             current = nil

@@ -300,7 +300,7 @@ public final class RegionService: @unchecked Sendable {
         // Counted before the append, so its completion can never come first.
         pending.add(1, ordering: .relaxed)
         do throws(JournalError) {
-            // Runs on the journal's completion queue, outside this queue, in
+            // Runs on the journal's writer thread, outside this queue, in
             // the order the writer decided: on failure newest first, so each
             // undo finds the state its change left.
             lastSequence = try journal.append(applied.map(\.record)) { [self] durable in

@@ -148,4 +148,29 @@ import Testing
         #expect(response.status == 200)
         #expect(response.text == "in time")
     }
+
+    /// Answers given inside `resumingTogether` are held back (their
+    /// connections stay suspended, so none can complete) and all go out
+    /// once it returns.
+    @Test func answersGivenTogetherGoOutWhenTheBatchEnds() throws {
+        let routes = ToyRoutes()
+        let (server, port) = try startServer(routes)
+        defer { server.shutdown() }
+        let clients = try (0..<3).map { _ in try RawClient(port: port, timeout: .seconds(10)) }
+        defer { clients.forEach { $0.close() } }
+        for client in clients { client.send(RawClient.request("GET", "/held")) }
+        #expect(routes.waitForHeld(3) == 3)
+        HTTPServer.resumingTogether {
+            routes.answerHeld(Response(status: 200, body: Array("together".utf8)))
+            #expect(server.activity.requests == 3, "no connection resumed inside the batch")
+        }
+        for client in clients {
+            guard case .response(let response) = client.nextResponse() else {
+                Issue.record("no answer")
+                return
+            }
+            #expect(response.status == 200)
+            #expect(response.text == "together")
+        }
+    }
 }

@@ -203,8 +203,8 @@ final class ManualClock: Sendable {
 
     // MARK: No answer reveals what a crash can undo
 
-    /// While a change waits for its fsync (the journal's completions are
-    /// held back here), a read or a refusal that saw it waits too; with
+    /// While a change waits for its fsync (the journal's writer is held
+    /// back here), a read or a refusal that saw it waits too; with
     /// nothing pending, both answer at once.
     @Test func readsAndRefusalsWaitForThePendingChangesTheySaw() throws {
         let directory = try TemporaryDirectory()
@@ -226,7 +226,7 @@ final class ManualClock: Sendable {
         service.regions(completion: record("idle read"))
         #expect(answered.withLock { $0 } == ["idle read"])
 
-        journal.completions.suspend()
+        let resume = journal.pauseWriter()
         let allocation = record("allocation")
         service.allocate(RegionService.Request(size: 4 << 30)) { allocation($0) }
         let read = record("read")
@@ -236,7 +236,7 @@ final class ManualClock: Sendable {
         let missing = record("missing")
         service.region(at: 0, id: 99) { missing($0) }
         #expect(answered.withLock { $0 } == ["idle read"], "nothing answered before the allocation is durable")
-        journal.completions.resume()
+        resume()
         done.wait()
         // Each answered once the allocation was durable (in whatever order the completions ran).
         #expect(answered.withLock { $0 }.sorted() == ["allocation", "idle read", "missing", "read", "refusal"])
