@@ -48,15 +48,9 @@ public struct PoolAllocator: Sendable {
     /// Hands out a whole region of the smallest class that holds `size` bytes,
     /// at the lowest free offset of the smallest class that has one.
     public mutating func allocate(size: UInt64) throws(PoolError) -> Region {
-        let wanted = memoryClass(for: size)
-        guard wanted.isValid else { throw .invalidMemoryClass }
-        var k = wanted.rawValue
-        while k < MemoryClass.count && freeWords[k] == 0 {
-            k += 1
-        }
-        guard k < MemoryClass.count else { throw .notEnoughSpace }
-        let word = freeWords[k].trailingZeroBitCount
-        var slot = word << 6 | free[unchecked: Self.base(k) + word].trailingZeroBitCount
+        let (wanted, found, foundSlot) = try lowestFree(for: size)
+        var k = found
+        var slot = foundSlot
         clearFree(k, slot)
         while k > wanted.rawValue {
             setSplit(k, slot)
@@ -73,6 +67,14 @@ public struct PoolAllocator: Sendable {
     /// smallest class that has one (allocating splits it down to its first
     /// child, which starts at the same offset).
     public func placement(size: UInt64) throws(PoolError) -> Region {
+        let (wanted, k, slot) = try lowestFree(for: size)
+        return Region(offset: Self.offset(k, slot), memoryClass: wanted)
+    }
+
+    /// The class `size` needs, and the lowest free node of the smallest class
+    /// at or above it that has one: a find-first-set on the summary word, then
+    /// on that word.
+    private func lowestFree(for size: UInt64) throws(PoolError) -> (wanted: MemoryClass, k: Int, slot: Int) {
         let wanted = memoryClass(for: size)
         guard wanted.isValid else { throw .invalidMemoryClass }
         var k = wanted.rawValue
@@ -81,8 +83,7 @@ public struct PoolAllocator: Sendable {
         }
         guard k < MemoryClass.count else { throw .notEnoughSpace }
         let word = freeWords[k].trailingZeroBitCount
-        let slot = word << 6 | free[unchecked: Self.base(k) + word].trailingZeroBitCount
-        return Region(offset: Self.offset(k, slot), memoryClass: wanted)
+        return (wanted, k, word << 6 | free[unchecked: Self.base(k) + word].trailingZeroBitCount)
     }
 
     /// Gives back the region that starts at `offset`, merging four free
